@@ -1,0 +1,146 @@
+"""The one configuration object: environment variables (``GRAPHRISK_*``) over an optional TOML file.
+
+Precedence, highest first: explicit keyword arguments, environment variables, the TOML file
+named by ``GRAPHRISK_CONFIG`` (or passed to :func:`load_settings`), defaults. Settings are
+validated once at start; development defaults for secrets are refused in production.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from graphrisk.errors import ConfigError
+
+_DEV_PASSWORD = "graphrisk-dev-password"
+_DEV_KEY = "graphrisk-development-only-pseudonymisation-key"
+
+# Static reference rates to the base currency. Production deployments override these with
+# their treasury's daily rates; a currency missing here sends the payment to the dead letters.
+_DEFAULT_FX = {
+    "EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.04, "PLN": 0.23, "SEK": 0.087,
+    "NOK": 0.085, "DKK": 0.134, "CZK": 0.040, "JPY": 0.0061, "CAD": 0.68, "AUD": 0.61,
+}  # fmt: skip
+
+
+class Settings(BaseSettings):
+    """Every setting graphrisk reads, validated."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRAPHRISK_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Graph store (Neo4j in production, the local ArcadeDB over Bolt here).
+    store_uri: str = "bolt://127.0.0.1:7687"
+    store_user: str = "root"
+    store_password: SecretStr = SecretStr(_DEV_PASSWORD)
+    store_database: str = "graphrisk"
+    write_batch_size: int = Field(5000, ge=1, le=50_000)
+    write_retries: int = Field(5, ge=0, le=20)
+
+    # Local ArcadeDB server (development and tests only).
+    arcadedb_root: Path = Path("var/arcadedb")
+    arcadedb_http_port: int = 2480
+
+    # Pseudonymisation.
+    pseudonymisation_key: SecretStr = SecretStr(_DEV_KEY)
+    default_phone_region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+
+    # Money.
+    base_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    fx_rates: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_FX))
+
+    # Where runs keep their snapshot, dead letters and reports.
+    data_dir: Path = Path("var")
+
+    # Beam.
+    beam_runner: str = "DirectRunner"
+    beam_workers: int = Field(1, ge=1, le=64)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _rates_positive(cls, rates: dict[str, float]) -> dict[str, float]:
+        bad = [c for c, r in rates.items() if not r > 0]
+        if bad:
+            raise ValueError(f"fx rates must be positive: {bad}")
+        return {c.upper(): r for c, r in rates.items()}
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.store_password.get_secret_value() == _DEV_PASSWORD:
+                raise ValueError("store_password is the development default; set GRAPHRISK_STORE_PASSWORD")
+            if self.pseudonymisation_key.get_secret_value() == _DEV_KEY:
+                raise ValueError(
+                    "pseudonymisation_key is the development default; set GRAPHRISK_PSEUDONYMISATION_KEY"
+                )
+        if len(self.pseudonymisation_key.get_secret_value()) < 16:
+            raise ValueError("pseudonymisation_key must be at least 16 characters")
+        if self.base_currency not in self.fx_rates:
+            raise ValueError(f"base_currency {self.base_currency} has no fx rate")
+        return self
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """Parquet node and edge tables (what training reads)."""
+        return self.data_dir / "snapshot"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        """Rejected records, one JSONL file per run."""
+        return self.data_dir / "dead_letters"
+
+    @property
+    def reports_dir(self) -> Path:
+        """JSON run reports."""
+        return self.data_dir / "reports"
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective settings with secrets hidden, for ``graphrisk config``."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("GRAPHRISK_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate settings; errors name the file and the field.
+
+    Raises:
+        ConfigError: the TOML file is missing or a setting is invalid.
+    """
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        os.environ["GRAPHRISK_CONFIG"] = str(config_file)
+    where = os.environ.get("GRAPHRISK_CONFIG") or "environment"
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration ({where}): {problems}") from None

@@ -1,0 +1,132 @@
+"""Normalisers for sensitive identifiers.
+
+Two spellings of the same identifier must give the same node, so each value is put in a
+canonical form before it is hashed: lower-case emails, E.164 phones, upper-case document
+numbers without separators, compressed IPs, digits-only card numbers. Each normaliser is
+idempotent (``f(f(x)) == f(x)``), which the property tests check.
+
+Each also returns a masked form that an investigator may see without the raw value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from typing import NamedTuple
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from graphrisk.errors import NormalisationError
+
+_DOC_STRIP = re.compile(r"[\s\-./]")
+_SPACES = re.compile(r"\s+")
+_ADDR_PUNCT = re.compile(r"[^\w\s]")
+
+
+class Normalised(NamedTuple):
+    """A canonical value (to hash, never to store) and a masked form (safe to store)."""
+
+    value: str
+    masked: str
+
+
+def normalise_email(raw: str) -> Normalised:
+    """Lower-case, IDNA-normalised email; the mask keeps the first letter and the domain."""
+    try:
+        info = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise NormalisationError("email", str(exc)) from None
+    local, domain = info.normalized.rsplit("@", 1)
+    value = f"{local.lower()}@{domain.lower()}"
+    return Normalised(value, f"{local[0].lower()}***@{domain.lower()}")
+
+
+def email_domain(normalised_email: str) -> str:
+    """The domain of a normalised email (not sensitive on its own, useful as a feature)."""
+    return normalised_email.rsplit("@", 1)[1]
+
+
+def normalise_phone(raw: str, default_region: str | None = None) -> Normalised:
+    """E.164 phone number; numbers without a ``+`` prefix are read in ``default_region``."""
+    try:
+        parsed = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise NormalisationError("phone", str(exc)) from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise NormalisationError("phone", f"not a possible phone number for +{parsed.country_code}")
+    value = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Normalised(value, f"+{parsed.country_code}***{value[-2:]}")
+
+
+def phone_country_code(normalised_phone: str) -> int:
+    """The calling code of an E.164 number."""
+    return phonenumbers.parse(normalised_phone).country_code
+
+
+def normalise_document(doc_type: str, number: str, issuing_country: str) -> Normalised:
+    """Document identity ``type|country|NUMBER`` with separators and case removed."""
+    cleaned = _DOC_STRIP.sub("", unicodedata.normalize("NFKC", number)).upper()
+    if len(cleaned) < 3 or not cleaned.isalnum():
+        raise NormalisationError("document.number", "needs at least 3 letters or digits and nothing else")
+    value = f"{doc_type}|{issuing_country.upper()}|{cleaned}"
+    return Normalised(value, f"{doc_type}/{issuing_country.upper()}/***{cleaned[-2:]}")
+
+
+def normalise_ip(raw: str) -> Normalised:
+    """Compressed IPv4/IPv6 text; IPv4-mapped IPv6 addresses become plain IPv4."""
+    try:
+        addr = ipaddress.ip_address(raw.strip())
+    except ValueError as exc:
+        raise NormalisationError("ip", str(exc)) from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    value = addr.compressed
+    if addr.version == 4:
+        masked = ".".join(value.split(".")[:2]) + ".*.*"
+    else:
+        masked = ":".join(addr.exploded.split(":")[:2]) + ":*"
+    return Normalised(value, masked)
+
+
+def ip_version(normalised_ip: str) -> int:
+    """4 or 6."""
+    return ipaddress.ip_address(normalised_ip).version
+
+
+def normalise_card(raw: str) -> Normalised:
+    """Digits-only card number (PAN), checked with the Luhn algorithm."""
+    digits = re.sub(r"[\s\-]", "", raw)
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise NormalisationError("card_number", "must be 12 to 19 digits")
+    if not luhn_valid(digits):
+        raise NormalisationError("card_number", "fails the Luhn check")
+    return Normalised(digits, f"****{digits[-4:]}")
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a digit string passes the Luhn checksum."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def normalise_address(line1: str, city: str, postcode: str | None, country: str) -> Normalised:
+    """Case-folded, punctuation-free, single-spaced ``line1|city|POSTCODE|CC``."""
+
+    def clean(text: str) -> str:
+        text = unicodedata.normalize("NFKC", text).casefold()
+        return _SPACES.sub(" ", _ADDR_PUNCT.sub(" ", text)).strip()
+
+    pc = _SPACES.sub("", (postcode or "")).upper()
+    value = f"{clean(line1)}|{clean(city)}|{pc}|{country.upper()}"
+    if not clean(line1):
+        raise NormalisationError("address.line1", "is empty after normalisation")
+    return Normalised(value, f"***, {clean(city).title()}, {country.upper()}")
