@@ -1,0 +1,17 @@
+// Fold one batch's (User)-[:PAID]->(Merchant) aggregates into the graph.
+// Idempotent per batch through batch_seq, as the node upserts; both endpoints were upserted
+// earlier in the same batch.
+UNWIND $rows AS row
+MATCH (a:User {id: row.src})
+MATCH (b:Merchant {id: row.dst})
+MERGE (a)-[r:PAID]->(b)
+ON CREATE SET r.count = 0, r.batch_seq = -1, r.first_seen = row.first_seen, r.last_seen = row.last_seen, r.amount_total = 0.0, r.amount_max = 0.0
+WITH r, row
+WHERE r.batch_seq < $batch_seq
+SET r.count = r.count + row.count,
+    r.first_seen = CASE WHEN row.first_seen < r.first_seen THEN row.first_seen ELSE r.first_seen END,
+    r.last_seen = CASE WHEN row.last_seen > r.last_seen THEN row.last_seen ELSE r.last_seen END,
+    r.batch_seq = $batch_seq,
+    r.amount_total = r.amount_total + row.amount_total,
+    r.amount_max = CASE WHEN row.amount_max > r.amount_max THEN row.amount_max ELSE r.amount_max END
+RETURN count(r) AS applied
