@@ -125,9 +125,14 @@ class PostalAddress(_Model):
     country: Country
 
 
+def _as_int(value: Any) -> Any:
+    # CSV gives "1"; a Literal[1] does not coerce strings.
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 class _EventBase(_Model):
     event_id: Id
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(_as_int)] = SCHEMA_VERSION
     user_id: Id
     time: EpochMs
 

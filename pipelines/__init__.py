@@ -1,0 +1,1 @@
+"""Apache Beam pipelines that turn raw event files into the entity graph and its snapshot."""
