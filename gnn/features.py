@@ -1,0 +1,244 @@
+"""Graph-derived features for the scored nodes: neighbour aggregates and label features.
+
+All aggregation is ``torch_geometric.utils.scatter`` over edge lists (no torch-sparse), so it
+runs full-graph on CPU in seconds. Label features read *training* labels only and never a
+node's own label: a node's 2-hop label count drops the paths that return to the node itself.
+
+Edge convention: an edge type ``(src, rel, dst)`` with ``dst`` the target type sends ``src``
+information to the target node. Loaders store undirected relations in both directions and
+give directed ones an explicit reverse type, so "incoming" covers every neighbour once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.utils import scatter
+
+from gnn.data.dataset import NodeDataset
+from gnn.data.history import windowed_sums
+
+Reduce = str  # "mean" | "max" | "min" | "sum" | "std"
+
+
+def scatter_aggregate(
+    x_src: torch.Tensor, edge_index: torch.Tensor, num_dst: int, reduce: Reduce
+) -> torch.Tensor:
+    """Aggregate ``x_src[edge_index[0]]`` onto ``edge_index[1]``.
+
+    ``std`` is the population standard deviation; nodes with no incoming edge get 0 (mean,
+    sum, std) or NaN (max, min: "no neighbour" is not a value).
+    """
+    src, dst = edge_index
+    msg = x_src[src]
+    if reduce == "std":
+        mean = scatter(msg, dst, 0, dim_size=num_dst, reduce="mean")
+        sq = scatter(msg * msg, dst, 0, dim_size=num_dst, reduce="mean")
+        return (sq - mean * mean).clamp_min(0).sqrt()
+    out = scatter(msg, dst, 0, dim_size=num_dst, reduce=reduce)
+    if reduce in ("max", "min"):
+        deg = scatter(torch.ones_like(dst, dtype=msg.dtype), dst, 0, dim_size=num_dst, reduce="sum")
+        out[deg == 0] = float("nan")
+    return out
+
+
+def degree(edge_index: torch.Tensor, num_dst: int) -> torch.Tensor:
+    """In-degree ``[num_dst]`` as float32."""
+    dst = edge_index[1]
+    return scatter(torch.ones(dst.numel()), dst, 0, dim_size=num_dst, reduce="sum")
+
+
+def _finite(x: torch.Tensor) -> torch.Tensor:
+    return torch.nan_to_num(x.float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _relations_into_target(dataset: NodeDataset) -> list[tuple[tuple[str, str, str], torch.Tensor]]:
+    """Edge types that end at the target type, with their edge_index."""
+    out = []
+    for et in dataset.data.edge_types:
+        if et[2] == dataset.target:
+            out.append((et, dataset.data[et].edge_index))
+    return out
+
+
+def _reverse_edges(dataset: NodeDataset, et: tuple[str, str, str]) -> torch.Tensor:
+    """Edges ``dst -> src`` of ``et`` (target -> other type), for metapath hops."""
+    return dataset.data[et].edge_index.flip(0)
+
+
+def neighbour_features(
+    dataset: NodeDataset,
+    hops: int = 2,
+    reduces: tuple[Reduce, ...] = ("mean", "max", "std"),
+    columns: list[int] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Aggregates of neighbours' features, per relation, at 1 and (optionally) 2 hops.
+
+    For a relation ``T -> T``: degree, ``reduces`` of neighbours' target features, and at hop 2
+    the mean of the neighbours' hop-1 means. For ``X -> T`` with another node type ``X``:
+    degree, ``reduces`` of ``X``'s own features, and at hop 2 the mean over ``X`` of the mean
+    target features of ``X``'s target neighbours (the nodes sharing a device, say) plus those
+    nodes' count.
+
+    Args:
+        dataset: The graph.
+        hops: 1 or 2 (0 returns an empty matrix).
+        reduces: Aggregations at hop 1.
+        columns: Target feature columns to aggregate (default all).
+
+    Returns:
+        ``(matrix [N_target, F'], names)``.
+    """
+    n = dataset.num_nodes
+    x_t = _finite(dataset.data[dataset.target].x)
+    names_t = list(dataset.feature_names)
+    if columns is not None:
+        x_t = x_t[:, columns]
+        names_t = [names_t[c] for c in columns]
+    blocks: list[torch.Tensor] = []
+    names: list[str] = []
+    if hops <= 0:
+        return np.zeros((n, 0), dtype=np.float32), []
+    for et, ei in _relations_into_target(dataset):
+        rel = et[1]
+        blocks.append(degree(ei, n)[:, None])
+        names.append(f"{rel}_deg")
+        src_type = et[0]
+        if src_type == dataset.target:
+            x_s, src_names = x_t, names_t
+        else:
+            x_s = _finite(dataset.data[src_type].x)
+            src_names = [f"{src_type}.{i}" for i in range(x_s.shape[1])]
+        if x_s.shape[1] > 0:
+            for red in reduces:
+                blocks.append(scatter_aggregate(x_s, ei, n, red))
+                names += [f"{rel}_{red}_{c}" for c in src_names]
+        if hops >= 2:
+            if src_type == dataset.target:
+                m1 = scatter_aggregate(x_t, ei, n, "mean")
+                blocks.append(scatter_aggregate(m1, ei, n, "mean"))
+                names += [f"{rel}_hop2_mean_{c}" for c in names_t]
+            else:
+                rev = _reverse_edges(dataset, et)
+                n_x = dataset.data[src_type].num_nodes
+                at_x = scatter_aggregate(x_t, rev, n_x, "mean")
+                cnt_x = degree(rev, n_x)[:, None]
+                blocks.append(scatter_aggregate(at_x, ei, n, "mean"))
+                blocks.append(scatter_aggregate(cnt_x, ei, n, "sum"))
+                names += [f"{rel}_via_mean_{c}" for c in names_t] + [f"{rel}_via_count"]
+    mat = torch.cat(blocks, dim=1) if blocks else torch.zeros((n, 0))
+    return mat.numpy().astype(np.float32), names
+
+
+def _reciprocal_count(ei: torch.Tensor, n: int) -> torch.Tensor:
+    """Per node ``i``: number of ``j`` with both ``j -> i`` and ``i -> j`` (2-hop paths back to i)."""
+    src, dst = ei.numpy()
+    fwd = pd.Index(src.astype(np.int64) * n + dst)
+    back = dst.astype(np.int64) * n + src
+    hit = fwd.isin(back)
+    return torch.as_tensor(np.bincount(dst[hit], minlength=n).astype(np.float32))
+
+
+def label_features(
+    dataset: NodeDataset, train_mask: np.ndarray, hops: int = 2, prior: float | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Neighbours' *training* labels: counts, fraud counts and smoothed fraud rates.
+
+    Only nodes in ``train_mask`` contribute; a node's own label never reaches its features (the
+    2-hop sums drop the paths ``i -> j -> i``; ``X``-mediated sums drop ``i``'s own share).
+
+    Args:
+        dataset: The graph.
+        train_mask: Nodes whose labels may be read.
+        hops: 1 or 2.
+        prior: Rate the smoothing shrinks towards (default: training fraud rate).
+    """
+    n = dataset.num_nodes
+    known = torch.as_tensor(train_mask & (dataset.y >= 0), dtype=torch.float32)
+    fraud = known * torch.as_tensor(np.clip(dataset.y, 0, 1), dtype=torch.float32)
+    if prior is None:
+        prior = float(fraud.sum() / known.sum().clamp_min(1))
+    kv = torch.stack([known, fraud], dim=1)  # [N, 2]: (labelled, fraud)
+    blocks: list[torch.Tensor] = []
+    names: list[str] = []
+
+    def emit(tag: str, agg: torch.Tensor) -> None:
+        cnt, pos = agg[:, 0], agg[:, 1]
+        blocks.extend([cnt, pos, (pos + 2 * prior) / (cnt + 2)])
+        names.extend([f"{tag}_train_count", f"{tag}_train_fraud", f"{tag}_train_rate"])
+
+    for et, ei in _relations_into_target(dataset):
+        rel = et[1]
+        if et[0] == dataset.target:
+            h1 = scatter(kv[ei[0]], ei[1], 0, dim_size=n, reduce="sum")
+            emit(f"{rel}_h1", h1)
+            if hops >= 2:
+                h2 = scatter(h1[ei[0]], ei[1], 0, dim_size=n, reduce="sum")
+                h2 = h2 - _reciprocal_count(ei, n)[:, None] * kv
+                emit(f"{rel}_h2", h2.clamp_min(0))
+        else:
+            rev = _reverse_edges(dataset, et)
+            n_x = dataset.data[et[0]].num_nodes
+            at_x = scatter(kv[rev[0]], rev[1], 0, dim_size=n_x, reduce="sum")
+            via = scatter(at_x[ei[0]], ei[1], 0, dim_size=n, reduce="sum")
+            via = via - degree(ei, n)[:, None] * kv
+            emit(f"{rel}_via", via.clamp_min(0))
+    mat = torch.stack(blocks, dim=1) if blocks else torch.zeros((n, 0))
+    return mat.numpy().astype(np.float32), names
+
+
+def history_label_features(
+    dataset: NodeDataset,
+    train_mask: np.ndarray,
+    prior: float | None = None,
+    windows: tuple[float, ...] = (100.0, 1000.0),
+) -> tuple[np.ndarray, list[str]]:
+    """Temporal label features: per history key, earlier *training* nodes of the same group.
+
+    Nodes are in time order; a node reads only strictly earlier rows, so its own label and any
+    later label never reach it. Per key: earlier training count, earlier frauds, smoothed rate,
+    the last earlier training label, rows since the last earlier training fraud, and the
+    training count, frauds and smoothed rate over the last ``windows`` rows (fraud comes in waves).
+    """
+    n = dataset.num_nodes
+    known = (train_mask & (dataset.y >= 0)).astype(np.float64)
+    fraud = known * np.clip(dataset.y, 0, 1)
+    if prior is None:
+        prior = float(fraud.sum() / max(known.sum(), 1.0))
+    rows = np.arange(n, dtype=np.float64)
+    cols: dict[str, np.ndarray] = {}
+    for key, codes in dataset.history_keys.items():
+        g = pd.Series(codes)
+        cnt = pd.Series(known).groupby(g).cumsum().to_numpy() - known
+        pos = pd.Series(fraud).groupby(g).cumsum().to_numpy() - fraud
+        last_label = pd.Series(np.where(known > 0, fraud, np.nan)).groupby(g).shift(1)
+        last_label = last_label.groupby(g).ffill().to_numpy()
+        fraud_row = pd.Series(np.where(fraud > 0, rows, np.nan)).groupby(g).shift(1)
+        fraud_row = fraud_row.groupby(g).ffill().to_numpy()
+        cols[f"{key}_hist_train_count"] = cnt
+        cols[f"{key}_hist_train_fraud"] = pos
+        cols[f"{key}_hist_train_rate"] = (pos + 2 * prior) / (cnt + 2)
+        cols[f"{key}_hist_last_label"] = last_label
+        cols[f"{key}_hist_since_fraud"] = rows - fraud_row
+        for w in windows:
+            _, kc = windowed_sums(codes, rows, known, w)
+            _, fc = windowed_sums(codes, rows, fraud, w)
+            cols[f"{key}_hist_train_count_w{int(w)}"] = kc
+            cols[f"{key}_hist_train_rate_w{int(w)}"] = (fc + 2 * prior) / (kc + 2)
+    frame = pd.DataFrame(cols)
+    return frame.to_numpy(np.float32), list(frame.columns)
+
+
+def scale_features(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """GNN input scaling: signed ``log1p`` (heavy-tailed amounts), standardise, NaN -> 0.
+
+    Statistics are over all nodes and use no labels, so they may include test nodes.
+    """
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = torch.sign(t) * torch.log1p(t.abs())
+    mean = torch.nanmean(t, dim=0)
+    filled = torch.where(torch.isnan(t), mean.expand_as(t), t)
+    std = filled.std(dim=0).clamp_min(1e-6)
+    out = (filled - mean) / std
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
