@@ -1,0 +1,223 @@
+"""The ``graphrisk`` command: one entry point for every stage.
+
+Each command builds the library object it needs, calls one function, shows progress on long
+work and ends with a JSON report (printed, and saved under ``<data_dir>/reports``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graphrisk.config import Settings, load_settings
+from graphrisk.errors import GraphRiskError
+
+app = typer.Typer(help="graphrisk: find fraud rings in an entity graph.", no_args_is_help=True)
+convert_app = typer.Typer(help="Turn public fraud datasets into graphrisk events.", no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.", exists=True)]
+
+
+class _State:
+    settings: Settings | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def _main(config: ConfigOpt = None) -> None:
+    try:
+        _state.settings = load_settings(config)
+    except GraphRiskError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    assert _state.settings is not None
+    return _state.settings
+
+
+def save_report(settings: Settings, command: str, report: dict[str, Any]) -> Path:
+    """Write a run report as JSON under ``reports/`` and print it to stdout."""
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = settings.reports_dir / f"{command}-{stamp}.json"
+    body = {"command": command, "finished_at": stamp, **report}
+    path.write_text(json.dumps(body, indent=2, default=str))
+    typer.echo(json.dumps(body, indent=2, default=str))
+    console.print(f"[dim]report: {path}[/dim]")
+    return path
+
+
+@contextmanager
+def _spinner(text: str) -> Iterator[None]:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as p:
+        p.add_task(text, total=None)
+        yield
+
+
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    try:
+        yield
+    except GraphRiskError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("config")
+def config_cmd() -> None:
+    """Print the effective configuration (secrets hidden)."""
+    typer.echo(json.dumps(_settings().public_view(), indent=2))
+
+
+@app.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON schema of version-1 events."""
+    from graphrisk.events import event_json_schema
+
+    typer.echo(json.dumps(event_json_schema(), indent=2))
+
+
+@app.command("server")
+def server_cmd(
+    root: Annotated[Path | None, typer.Option(help="Data folder (default: settings.arcadedb_root).")] = None,
+) -> None:
+    """Run the local ArcadeDB Bolt server in the foreground (development only)."""
+    from graphrisk.local_server import LocalServer
+
+    s = _settings()
+    port = int(s.store_uri.rsplit(":", 1)[1])
+    server = LocalServer(root=(root or s.arcadedb_root).resolve(), password=s.store_password.get_secret_value(),
+                         database=s.store_database, bolt_port=port, http_port=s.arcadedb_http_port)  # fmt: skip
+    with _errors_exit(), server:
+        console.print(f"ArcadeDB serving Bolt at {server.uri}, database {s.store_database}. Ctrl-C stops it.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("generate")
+def generate_cmd(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/synthetic"),
+    users: Annotated[int, typer.Option(min=10, help="Number of users.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the output is deterministic per seed.")] = 1,
+    days: Annotated[int, typer.Option(min=1, help="Days of activity.")] = 14,
+    fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or csv.")] = "parquet",
+) -> None:
+    """Write a synthetic population with planted fraud rings, as hourly event partitions."""
+    from graphrisk.synthetic import generate
+
+    with Progress(TextColumn("generate"), BarColumn(), TextColumn("{task.completed}/{task.total} users"),
+                  TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+        task = progress.add_task("users", total=users)
+        report = generate(out, users=users, seed=seed, days=days, fmt=fmt,  # type: ignore[arg-type]
+                          progress=lambda n: progress.update(task, completed=n))  # fmt: skip
+    save_report(_settings(), "generate", _as_dict(report))
+
+
+@convert_app.command("sffsd")
+def convert_sffsd_cmd(
+    csv_path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="S-FFSD.csv")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/sffsd"),
+) -> None:
+    """S-FFSD card transactions → payment events (labels kept per transaction)."""
+    from graphrisk.converters import convert_sffsd
+
+    with _spinner("converting S-FFSD"):
+        report = convert_sffsd(csv_path, out)
+    save_report(_settings(), "convert-sffsd", _as_dict(report))
+
+
+@convert_app.command("amlsim")
+def convert_amlsim_cmd(
+    sim_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="An AMLSim simulation folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/amlsim"),
+) -> None:
+    """AMLSim account transfers → P2P payment events (labels kept per account)."""
+    from graphrisk.converters import convert_amlsim
+
+    with _spinner("converting AMLSim"):
+        report = convert_amlsim(sim_dir, out)
+    save_report(_settings(), "convert-amlsim", _as_dict(report))
+
+
+@app.command("refresh")
+def refresh_cmd(
+    input_root: Annotated[Path, typer.Option("--input", exists=True, file_okay=False, help="Event partitions.")],
+    beam_arg: Annotated[list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")] = None,
+) -> None:
+    """Fold input partitions not processed before into the graph and the snapshot.
+
+    Safe to re-run at any time: processed partitions are skipped, and an interrupted batch is
+    resumed without double counting.
+    """
+    from graphrisk.store import GraphStore
+    from pipelines.refresh import refresh
+
+    s = _settings()
+    with _errors_exit(), GraphStore(s) as store, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        store.verify()
+        task = progress.add_task("scanning partitions", total=None)
+
+        def on_batch(seq: int, n: int, resumed: bool) -> None:
+            verb = "resuming" if resumed else "building"
+            progress.update(task, description=f"{verb} batch {seq} ({n} partitions)")
+
+        report = refresh(s, store, input_root, beam_args=beam_arg, on_batch=on_batch)
+        progress.update(task, description="done")
+        summary = {"nodes": store.node_counts(), "relationships": store.rel_counts()}
+    body = report.to_dict()
+    body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
+    save_report(s, "refresh", body | {"graph": summary})
+
+
+@app.command("summary")
+def summary_cmd() -> None:
+    """Print node and relationship counts of the graph."""
+    from graphrisk.store import GraphStore
+
+    s = _settings()
+    with _errors_exit(), GraphStore(s) as store:
+        store.verify()
+        nodes, rels = store.node_counts(), store.rel_counts()
+        batches = store.read("ledger/batches", limit=5)
+    table = Table("label / type", "nodes / rels", "events", "amount", title="entity graph")
+    for label, n in nodes.items():
+        table.add_row(label, f"{n:,}", "", "")
+    for rel, v in rels.items():
+        table.add_row(rel, f"{v['rels']:,}", f"{v['events']:,}", f"{v['amount']:,.2f}")
+    Console().print(table)
+    save_report(s, "summary", {"nodes": nodes, "relationships": rels, "recent_batches": batches})
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if isinstance(obj, dict):
+        return obj
+    return {"result": obj}
+
+
+if __name__ == "__main__":
+    app()
