@@ -65,7 +65,9 @@ def save_report(settings: Settings, command: str, report: dict[str, Any]) -> Pat
 
 @contextmanager
 def _spinner(text: str) -> Iterator[None]:
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as p:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as p:
         p.add_task(text, total=None)
         yield
 
@@ -147,7 +149,9 @@ def convert_sffsd_cmd(
 
 @convert_app.command("amlsim")
 def convert_amlsim_cmd(
-    sim_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="An AMLSim simulation folder.")],
+    sim_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="An AMLSim simulation folder.")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/amlsim"),
 ) -> None:
     """AMLSim account transfers → P2P payment events (labels kept per account)."""
@@ -160,8 +164,12 @@ def convert_amlsim_cmd(
 
 @app.command("refresh")
 def refresh_cmd(
-    input_root: Annotated[Path, typer.Option("--input", exists=True, file_okay=False, help="Event partitions.")],
-    beam_arg: Annotated[list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")] = None,
+    input_root: Annotated[
+        Path, typer.Option("--input", exists=True, file_okay=False, help="Event partitions.")
+    ],
+    beam_arg: Annotated[
+        list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")
+    ] = None,
 ) -> None:
     """Fold input partitions not processed before into the graph and the snapshot.
 
@@ -172,9 +180,13 @@ def refresh_cmd(
     from pipelines.refresh import refresh
 
     s = _settings()
-    with _errors_exit(), GraphStore(s) as store, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as progress:
+    with (
+        _errors_exit(),
+        GraphStore(s) as store,
+        Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as progress,
+    ):
         store.verify()
         task = progress.add_task("scanning partitions", total=None)
 

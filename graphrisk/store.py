@@ -46,7 +46,9 @@ class CypherLibrary:
 
     def names(self) -> list[str]:
         """Every statement name, sorted."""
-        return sorted(p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.cypher"))
+        return sorted(
+            p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.cypher")
+        )
 
     def get(self, name: str) -> LiteralString:
         """The text of one statement.

@@ -22,7 +22,9 @@ class _ParseFn(beam.DoFn):
     def process(self, raw: RawRecord) -> Iterator[Any]:
         self._read.inc()
         if raw.record is None:
-            yield pvalue.TaggedOutput(DEAD, DeadLetter(raw.source, raw.line, STAGE_READ, "record", raw.error or "", None))
+            yield pvalue.TaggedOutput(
+                DEAD, DeadLetter(raw.source, raw.line, STAGE_READ, "record", raw.error or "", None)
+            )
             return
         try:
             event = parse_event(raw.record)

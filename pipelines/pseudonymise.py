@@ -66,7 +66,9 @@ def clean_event(
             "ip_version": ip_version(ip.value),
         }
     if isinstance(event, OnboardingEvent):
-        doc = normalise_document(event.document.type.value, event.document.number, event.document.issuing_country)
+        doc = normalise_document(
+            event.document.type.value, event.document.number, event.document.issuing_country
+        )
         email = normalise_email(event.email)
         phone = normalise_phone(event.phone, default_phone_region)
         a = event.address
@@ -129,7 +131,9 @@ class _PseudonymiseFn(beam.DoFn):
 class PseudonymiseEvents(beam.PTransform):
     """``(source, line, event, raw)`` → ``(source, line, clean_event)``; unnormalisable → ``dead``."""
 
-    def __init__(self, key: bytes, fx_rates: dict[str, float], default_phone_region: str | None = None) -> None:
+    def __init__(
+        self, key: bytes, fx_rates: dict[str, float], default_phone_region: str | None = None
+    ) -> None:
         super().__init__()
         self._fn = _PseudonymiseFn(key, fx_rates, default_phone_region)
 

@@ -78,9 +78,7 @@ def _fingerprint(path: Path) -> str:
 
 def discover_partitions(input_root: Path) -> list[Partition]:
     """Every event file under ``input_root``, sorted by path (hourly names sort by time)."""
-    files = sorted(
-        p for p in input_root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-    )
+    files = sorted(p for p in input_root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
     return [Partition(p.relative_to(input_root).as_posix(), _fingerprint(p)) for p in files]
 
 

@@ -25,7 +25,11 @@ from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, PAYMENT_RELS, No
 
 NODE_BASE_COLUMNS = ("id", "first_seen", "last_seen", "event_count")
 EDGE_COLUMNS = ("src", "dst", "count", "first_seen", "last_seen", "amount_total", "amount_max")
-_PROP_TYPES: dict[str, pa.DataType] = {"onboarded_at": pa.int64(), "version": pa.int64(), "country_code": pa.int64()}
+_PROP_TYPES: dict[str, pa.DataType] = {
+    "onboarded_at": pa.int64(),
+    "version": pa.int64(),
+    "country_code": pa.int64(),
+}
 
 
 def node_schema(label: NodeLabel) -> pa.Schema:
@@ -98,8 +102,16 @@ class WriteSnapshotDelta(beam.PTransform):
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         nodes, edges = pcolls
-        n = nodes | "GroupNodeTables" >> beam.GroupByKey() | "NodeParquet" >> beam.ParDo(_WriteTableFn(self.out, "nodes"))
-        e = edges | "GroupRelTables" >> beam.GroupByKey() | "RelParquet" >> beam.ParDo(_WriteTableFn(self.out, "edges"))
+        n = (
+            nodes
+            | "GroupNodeTables" >> beam.GroupByKey()
+            | "NodeParquet" >> beam.ParDo(_WriteTableFn(self.out, "nodes"))
+        )
+        e = (
+            edges
+            | "GroupRelTables" >> beam.GroupByKey()
+            | "RelParquet" >> beam.ParDo(_WriteTableFn(self.out, "edges"))
+        )
         return (n, e) | "SnapshotFiles" >> beam.Flatten()
 
 
@@ -155,13 +167,17 @@ def compact_snapshot(snapshot_dir: Path, through_seq: int) -> dict[str, Any]:
         frames = [_read(cur / "nodes" / f"{label.value}.parquet", schema)]
         frames += [_read(p / "nodes" / f"{label.value}.parquet", schema) for _, p in pending]
         table = pa.Table.from_pandas(_fold_nodes(frames, label), schema=schema, preserve_index=False)
-        files[f"nodes/{label.value}.parquet"] = _write_and_hash(staging / "nodes" / f"{label.value}.parquet", table)
+        files[f"nodes/{label.value}.parquet"] = _write_and_hash(
+            staging / "nodes" / f"{label.value}.parquet", table
+        )
     for rel in EDGE_TYPES:
         schema = edge_schema()
         frames = [_read(cur / "edges" / f"{rel.value}.parquet", schema)]
         frames += [_read(p / "edges" / f"{rel.value}.parquet", schema) for _, p in pending]
         table = pa.Table.from_pandas(_fold_edges(frames), schema=schema, preserve_index=False)
-        files[f"edges/{rel.value}.parquet"] = _write_and_hash(staging / "edges" / f"{rel.value}.parquet", table)
+        files[f"edges/{rel.value}.parquet"] = _write_and_hash(
+            staging / "edges" / f"{rel.value}.parquet", table
+        )
     digest = hashlib.sha256("".join(f"{k}={v}" for k, v in sorted(files.items())).encode()).hexdigest()
     manifest = {"compacted_through": pending[-1][0], "files": files, "snapshot_hash": digest,
                 "payment_relationships": sorted(r.value for r in PAYMENT_RELS)}  # fmt: skip

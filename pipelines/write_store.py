@@ -25,7 +25,9 @@ NAMESPACE = "graphrisk"
 
 
 class _UpsertFn(beam.DoFn):
-    def __init__(self, settings: Settings, batch_seq: int, statement_for: Callable[[str], str], kind: str) -> None:
+    def __init__(
+        self, settings: Settings, batch_seq: int, statement_for: Callable[[str], str], kind: str
+    ) -> None:
         self._settings = settings
         self._batch_seq = batch_seq
         self._statement_for = statement_for

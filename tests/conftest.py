@@ -19,7 +19,9 @@ TEST_PASSWORD = "graphrisk-test-password"
 @pytest.fixture(scope="session")
 def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """One ArcadeDB server for the whole test session (it takes seconds to start)."""
-    server = LocalServer(root=tmp_path_factory.mktemp("arcadedb"), password=TEST_PASSWORD, database="graphrisk")
+    server = LocalServer(
+        root=tmp_path_factory.mktemp("arcadedb"), password=TEST_PASSWORD, database="graphrisk"
+    )
     with server:
         yield server
 

@@ -69,17 +69,42 @@ def make_events(users: int = 40, hours: int = 3, seed: int = 0) -> EventSet:
         address = f"{u} Test Street"
         out.sensitive |= {email, email.lower(), phone, phone.replace(" ", ""), doc, card, ip, address}
         user = f"user{u}"
-        add(hour, {"event_type": "onboarding", "user_id": user,
-                   "document": {"type": "passport", "number": doc, "issuing_country": "GB"},
-                   "device": {"id": "dev0" if shared else f"dev{u}", "fingerprint": f"fp{u}"},
-                   "email": email, "phone": phone, "ip": ip,
-                   "address": {"line1": address, "city": "Leeds", "postcode": "LS1 1AA", "country": "GB"}})
+        add(
+            hour,
+            {
+                "event_type": "onboarding",
+                "user_id": user,
+                "document": {"type": "passport", "number": doc, "issuing_country": "GB"},
+                "device": {"id": "dev0" if shared else f"dev{u}", "fingerprint": f"fp{u}"},
+                "email": email,
+                "phone": phone,
+                "ip": ip,
+                "address": {"line1": address, "city": "Leeds", "postcode": "LS1 1AA", "country": "GB"},
+            },
+        )
         add(hour, {"event_type": "login", "user_id": user, "device": {"id": f"dev{u}"}, "ip": ip})
-        add(hour, {"event_type": "payment", "user_id": user, "amount": round(rng.uniform(1, 200), 2),
-                   "currency": "GBP", "merchant_id": f"m{u % 7}", "card_number": card})
+        add(
+            hour,
+            {
+                "event_type": "payment",
+                "user_id": user,
+                "amount": round(rng.uniform(1, 200), 2),
+                "currency": "GBP",
+                "merchant_id": f"m{u % 7}",
+                "card_number": card,
+            },
+        )
         if u > 0:
-            add(hour, {"event_type": "payment", "user_id": user, "amount": 25.0, "currency": "EUR",
-                       "counterparty_id": f"user{u - 1}"})
+            add(
+                hour,
+                {
+                    "event_type": "payment",
+                    "user_id": user,
+                    "amount": 25.0,
+                    "currency": "EUR",
+                    "counterparty_id": f"user{u - 1}",
+                },
+            )
     return out
 
 

@@ -46,7 +46,10 @@ def test_uk_mobile_formats_agree(n: int) -> None:
     assert sub not in normalise_phone(e164).masked[:-2]
 
 
-@given(st.from_regex(r"[A-Za-z0-9]{3,12}", fullmatch=True), st.lists(st.sampled_from([" ", "-", ".", "/"]), max_size=3))
+@given(
+    st.from_regex(r"[A-Za-z0-9]{3,12}", fullmatch=True),
+    st.lists(st.sampled_from([" ", "-", ".", "/"]), max_size=3),
+)
 def test_document_ignores_separators_and_case(number: str, seps: list[str]) -> None:
     variant = number.lower()
     for i, sep in enumerate(seps):

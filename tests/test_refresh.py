@@ -29,12 +29,17 @@ from tests.factories import add_bad_records, make_events
 def graph_state(store: GraphStore) -> dict[str, Any]:
     """Everything a double count or a loss would change."""
     nodes = {k: v for k, v in store.node_counts().items() if not k.startswith("Ingest")}
-    totals = {r["label"]: (r["events"], r["first_seen"], r["last_seen"]) for r in store.read("stats/node_event_totals")}
+    totals = {
+        r["label"]: (r["events"], r["first_seen"], r["last_seen"])
+        for r in store.read("stats/node_event_totals")
+    }
     totals = {k: v for k, v in totals.items() if not k.startswith("Ingest")}
     return {"nodes": nodes, "rels": store.rel_counts(), "node_events": totals}
 
 
-def test_build_counts_reconcile_and_dead_letters_name_fields(store: GraphStore, settings: Settings, tmp_path: Path) -> None:
+def test_build_counts_reconcile_and_dead_letters_name_fields(
+    store: GraphStore, settings: Settings, tmp_path: Path
+) -> None:
     events = make_events(users=30, hours=2)
     expected_bad = add_bad_records(events, hour=1)
     events.write(tmp_path / "in")
@@ -44,7 +49,10 @@ def test_build_counts_reconcile_and_dead_letters_name_fields(store: GraphStore, 
     assert totals["rejected"] == len(expected_bad)
     assert totals["duplicates"] == 1
     assert totals["read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"]
-    letters = [json.loads(line) for line in (settings.dead_letter_dir / "batch-000001.jsonl").read_text().splitlines()]
+    letters = [
+        json.loads(line)
+        for line in (settings.dead_letter_dir / "batch-000001.jsonl").read_text().splitlines()
+    ]
     got = {d["record"]["event_id"]: d for d in letters}
     assert {k: got[k]["field"] for k in expected_bad} == expected_bad
     for d in letters:
@@ -104,7 +112,9 @@ def test_snapshot_agrees_with_store(store: GraphStore, settings: Settings, tmp_p
             assert df["amount_total"].sum() == pytest.approx(rels[rel]["amount"])
 
 
-def test_no_raw_sensitive_value_in_store_or_snapshot(store: GraphStore, settings: Settings, tmp_path: Path) -> None:
+def test_no_raw_sensitive_value_in_store_or_snapshot(
+    store: GraphStore, settings: Settings, tmp_path: Path
+) -> None:
     events = make_events(users=25, hours=1)
     events.write(tmp_path / "in")
     refresh(settings, store, tmp_path / "in")

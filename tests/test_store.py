@@ -54,7 +54,9 @@ def test_every_cypher_file_executes(store: GraphStore) -> None:
     """Each statement in cypher/ runs on the live server with representative parameters."""
     store.write("ledger/start_batch", seq=1, partitions=["p/a.jsonl"], fingerprints=["x"], now=1)
     store.write("ledger/finish_batch", seq=1, now=2, read=1, accepted=1, rejected=0, duplicates=0)
-    assert store.read("ledger/processed_partitions") == [{"path": "p/a.jsonl", "fingerprint": "x", "batch_seq": 1}]
+    assert store.read("ledger/processed_partitions") == [
+        {"path": "p/a.jsonl", "fingerprint": "x", "batch_seq": 1}
+    ]
     params: dict[str, dict[str, object]] = {
         "ledger/start_batch": {"seq": 2, "partitions": [], "fingerprints": [], "now": 3},
         "ledger/finish_batch": {"seq": 2, "now": 4, "read": 0, "accepted": 0, "rejected": 0, "duplicates": 0},
