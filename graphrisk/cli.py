@@ -221,6 +221,57 @@ def summary_cmd() -> None:
     save_report(s, "summary", {"nodes": nodes, "relationships": rels, "recent_batches": batches})
 
 
+@app.command("demo")
+def demo_cmd(
+    users: Annotated[int, typer.Option(min=100, help="Synthetic users to generate.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    keep_server: Annotated[bool, typer.Option(help="Leave the local server running at the end.")] = False,
+) -> None:
+    """End to end on the embedded default: start ArcadeDB, generate events, build the graph, summarise."""
+    from graphrisk.errors import StoreError
+    from graphrisk.local_server import LocalServer
+    from graphrisk.store import GraphStore
+    from graphrisk.synthetic import generate
+    from pipelines.refresh import refresh
+
+    s = _settings()
+    server: LocalServer | None = None
+    with GraphStore(s) as probe:
+        try:
+            probe.verify()
+        except StoreError:
+            port = int(s.store_uri.rsplit(":", 1)[1])
+            server = LocalServer(root=s.arcadedb_root.resolve(), password=s.store_password.get_secret_value(),
+                                 database=s.store_database, bolt_port=port, http_port=s.arcadedb_http_port)  # fmt: skip
+    try:
+        if server is not None:
+            with _spinner(f"starting ArcadeDB on {server.uri}"), _errors_exit():
+                server.start()
+        events_dir = s.data_dir / "demo" / f"synthetic-{users}-{seed}"
+        with _spinner(f"generating {users:,} users (seed {seed})"):
+            gen = generate(events_dir, users=users, seed=seed)
+        with _errors_exit(), GraphStore(s) as store:
+            with _spinner("building the graph (Beam)"):
+                report = refresh(s, store, events_dir / "events")
+            nodes, rels = store.node_counts(), store.rel_counts()
+        table = Table("label / type", "count", "events", title="entity graph")
+        for label, n in nodes.items():
+            table.add_row(label, f"{n:,}", "")
+        for rel, v in rels.items():
+            table.add_row(rel, f"{v['rels']:,}", f"{v['events']:,}")
+        Console(stderr=True).print(table)
+        body = report.to_dict()
+        body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
+        save_report(
+            s,
+            "demo",
+            {"generated": _as_dict(gen), "refresh": body, "graph": {"nodes": nodes, "relationships": rels}},
+        )
+    finally:
+        if server is not None and not keep_server:
+            server.stop()
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     from dataclasses import asdict, is_dataclass
 
