@@ -13,6 +13,8 @@ it prints ``READY`` once the database accepts connections and stops cleanly on S
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +113,24 @@ class LocalServer:
                 break
         self.stop()
         raise ServerStartError(f"ArcadeDB did not start; see {self.root / 'launcher.log'}")
+
+    def create_database(self, name: str) -> None:
+        """Create another database over ArcadeDB's HTTP API (Bolt refuses ``CREATE DATABASE``).
+
+        Raises:
+            ServerStartError: the server refused.
+        """
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/api/v1/server",
+            data=json.dumps({"command": f"create database {name}"}).encode(),
+            headers={"Authorization": "Basic " + base64.b64encode(f"root:{self.password}".encode()).decode()},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except OSError as exc:
+            raise ServerStartError(f"could not create database {name!r}: {exc}") from exc
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 20 s)."""

@@ -48,7 +48,15 @@ def email_domain(normalised_email: str) -> str:
     return normalised_email.rsplit("@", 1)[1]
 
 
-def normalise_phone(raw: str, default_region: str | None = None) -> Normalised:
+class NormalisedPhone(NamedTuple):
+    """An E.164 number, its masked form and its calling code (parsed once: parsing is the cost)."""
+
+    value: str
+    masked: str
+    country_code: int
+
+
+def normalise_phone(raw: str, default_region: str | None = None) -> NormalisedPhone:
     """E.164 phone number; numbers without a ``+`` prefix are read in ``default_region``."""
     try:
         parsed = phonenumbers.parse(raw, default_region)
@@ -57,12 +65,7 @@ def normalise_phone(raw: str, default_region: str | None = None) -> Normalised:
     if not phonenumbers.is_possible_number(parsed):
         raise NormalisationError("phone", f"not a possible phone number for +{parsed.country_code}")
     value = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return Normalised(value, f"+{parsed.country_code}***{value[-2:]}")
-
-
-def phone_country_code(normalised_phone: str) -> int:
-    """The calling code of an E.164 number."""
-    return phonenumbers.parse(normalised_phone).country_code
+    return NormalisedPhone(value, f"+{parsed.country_code}***{value[-2:]}", int(parsed.country_code))
 
 
 def normalise_document(doc_type: str, number: str, issuing_country: str) -> Normalised:

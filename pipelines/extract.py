@@ -13,6 +13,8 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from graphrisk.graph_schema import NodeLabel, RelType
 
@@ -74,11 +76,49 @@ def event_facts(ev: dict[str, Any]) -> tuple[list[NodeFact], list[EdgeFact]]:
 
 
 class _FactsFn(beam.DoFn):
+    """Emits facts pre-summed per bundle.
+
+    Most events touch entities other events of the bundle touch too (a user's logins, a
+    merchant's payments), so summing here, with the same associative merges the aggregation
+    uses, cuts the elements crossing the shuffle several-fold.
+    """
+
+    def start_bundle(self) -> None:
+        self._nodes: dict[tuple[str, str], list[Any]] = {}
+        self._edges: dict[tuple[str, str, str], list[Any]] = {}
+
     def process(self, ev: dict[str, Any]) -> Iterator[Any]:
         nodes, edges = event_facts(ev)
-        yield from nodes
-        for e in edges:
-            yield pvalue.TaggedOutput(EDGES, e)
+        for key, (f, la, c, pt, p) in nodes:
+            acc = self._nodes.get(key)
+            if acc is None:
+                self._nodes[key] = [f, la, c, pt, p]
+                continue
+            acc[0] = min(acc[0], f)
+            acc[1] = max(acc[1], la)
+            acc[2] += c
+            if p and (pt > acc[3] or (pt == acc[3] and sorted(p.items()) > sorted(acc[4].items()))):
+                acc[3], acc[4] = pt, p
+        for key, (f, la, c, amount, amax) in edges:
+            acc = self._edges.get(key)
+            if acc is None:
+                self._edges[key] = [f, la, c, amount, amax]
+                continue
+            acc[0] = min(acc[0], f)
+            acc[1] = max(acc[1], la)
+            acc[2] += c
+            acc[3] += amount
+            acc[4] = max(acc[4], amax)
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        window = GlobalWindow()
+        ts = window.max_timestamp()
+        for key, acc in self._nodes.items():
+            yield WindowedValue((key, tuple(acc)), ts, [window])
+        for key, acc in self._edges.items():
+            yield pvalue.TaggedOutput(EDGES, WindowedValue((key, tuple(acc)), ts, [window]))
+        self._nodes, self._edges = {}, {}
 
 
 class ExtractGraph(beam.PTransform):

@@ -25,7 +25,6 @@ from graphrisk.normalise import (
     normalise_email,
     normalise_ip,
     normalise_phone,
-    phone_country_code,
 )
 from graphrisk.pseudonymise import Pseudonymiser
 from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
@@ -83,7 +82,7 @@ def clean_event(
             "email_domain": email_domain(email.value),
             "phone": hasher.token(NodeLabel.PHONE, phone.value),
             "phone_masked": phone.masked,
-            "phone_cc": phone_country_code(phone.value),
+            "phone_cc": phone.country_code,
             "address": hasher.token(NodeLabel.ADDRESS, addr.value),
             "address_masked": addr.masked,
             "country": a.country,

@@ -1,0 +1,179 @@
+"""Graph build throughput: the Beam pipeline end to end versus bare store writes of the same rows.
+
+Generates a synthetic population of about ``--events`` events, holds back the newest
+``--increment`` events, and measures in one run:
+
+1. full build: ``refresh`` over every other partition (read → validate → pseudonymise → dedupe →
+   extract → aggregate → write store + snapshot), events/s and rows/s;
+2. bare write: the very rows that build wrote (read back from its snapshot delta), written with
+   the same statements and batch size into a fresh database: the floor the pipeline is compared to;
+3. hourly increment: the held-back events as one new partition, ``refresh`` again.
+
+Machines here are noisy, so the figure to quote is the ratio (pipeline rows/s ÷ bare rows/s),
+both measured in the same run on the same server.
+
+    python bench/pipeline.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from graphrisk.config import Settings, load_settings
+from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, NodeLabel
+from graphrisk.local_server import LocalServer
+from graphrisk.store import GraphStore, node_upsert_statement, rel_upsert_statement
+from graphrisk.synthetic import generate
+from pipelines.refresh import refresh
+from pipelines.snapshot import delta_dir
+
+PASSWORD = "bench-password-0123"
+
+
+def _split(events_dir: Path, base: Path, increment: Path, hold_back: int) -> tuple[int, int]:
+    """Copy partitions to ``base`` except the newest, whose ~``hold_back`` events become one file."""
+    files = sorted(events_dir.rglob("*.parquet"))
+    held: list[Path] = []
+    n_held = 0
+    while files and n_held < hold_back:
+        f = files.pop()
+        held.append(f)
+        n_held += pq.ParquetFile(f).metadata.num_rows
+    n_base = 0
+    for f in files:
+        dst = base / f.relative_to(events_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
+        n_base += pq.ParquetFile(f).metadata.num_rows
+    tables = [pq.read_table(f) for f in reversed(held)]
+    increment.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.concat_tables(tables, promote_options="default"), increment)
+    return n_base, n_held
+
+
+def _delta_rows(
+    snapshot_dir: Path, seq: int
+) -> tuple[dict[NodeLabel, list[dict[str, Any]]], dict[Any, list[dict[str, Any]]]]:
+    root = delta_dir(snapshot_dir, seq)
+    nodes: dict[NodeLabel, list[dict[str, Any]]] = {}
+    for label in NodeLabel:
+        path = root / "nodes" / f"{label.value}.parquet"
+        if not path.exists():
+            continue
+        rows = []
+        for r in pq.read_table(path).to_pylist():
+            props = {p: r[p] for p in NODE_PROPERTIES[label] if r[p] is not None}
+            rows.append({"id": r["id"], "first_seen": r["first_seen"], "last_seen": r["last_seen"],
+                         "count": r["event_count"], "props": props})  # fmt: skip
+        nodes[label] = rows
+    edges = {}
+    for rel in EDGE_TYPES:
+        path = root / "edges" / f"{rel.value}.parquet"
+        if path.exists():
+            edges[rel] = pq.read_table(path).to_pylist()
+    return nodes, edges
+
+
+def _bare_write(
+    settings: Settings, nodes: dict[NodeLabel, list[dict[str, Any]]], edges: dict[Any, list[dict[str, Any]]]
+) -> tuple[int, float]:
+    with GraphStore(settings) as store:
+        store.ensure_schema()
+        started = time.perf_counter()
+        rows = 0
+        for label, node_rows in nodes.items():
+            rows += store.write_rows(node_upsert_statement(label), node_rows, batch_seq=1)
+        for rel, rel_rows in edges.items():
+            rows += store.write_rows(rel_upsert_statement(rel), rel_rows, batch_seq=1)
+        return rows, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="approximate events to generate")
+    parser.add_argument("--increment", type=int, default=50_000, help="events in the hourly increment")
+    parser.add_argument("--workers", type=int, default=1, help="Beam DirectRunner workers")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="graphrisk-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    users = max(100, args.events // 10)
+    t0 = time.perf_counter()
+    generate(work / "gen", users=users, seed=args.seed, days=14)
+    gen_s = time.perf_counter() - t0
+    n_base, n_inc = _split(
+        work / "gen" / "events", work / "input", work / "increment" / "part-00000.parquet", args.increment
+    )
+    print(
+        f"generated {users:,} users, {n_base + n_inc:,} events in {gen_s:.1f}s; base {n_base:,}, increment {n_inc:,}"
+    )
+
+    with LocalServer(root=work / "arcadedb", password=PASSWORD) as server:
+        server.create_database("bare")
+        common = {"environment": "test", "store_uri": server.uri, "store_password": PASSWORD,
+                  "beam_workers": args.workers}  # fmt: skip
+        s = load_settings(store_database="graphrisk", data_dir=work / "var", **common)
+        with GraphStore(s) as store:
+            full = refresh(s, store, work / "input")
+        fb = full.batches[0].counts
+        full_rows = fb["node_rows"] + fb["rel_rows"]
+        print(f"full build: {fb['read']:,} events, {full_rows:,} rows in {full.seconds:.1f}s")
+
+        nodes, edges = _delta_rows(s.snapshot_dir, full.batches[0].seq)
+        bare_settings = load_settings(store_database="bare", data_dir=work / "bare", **common)
+        bare_rows, bare_s = _bare_write(bare_settings, nodes, edges)
+        print(f"bare write: {bare_rows:,} rows in {bare_s:.1f}s")
+
+        inc_path = work / "input" / "dt=9999-12-31" / "hr=00" / "part-00000.parquet"
+        inc_path.parent.mkdir(parents=True)
+        shutil.copy2(work / "increment" / "part-00000.parquet", inc_path)
+        with GraphStore(s) as store:
+            inc = refresh(s, store, work / "input")
+        ib = inc.batches[0].counts
+
+    pipeline_rps = full_rows / full.seconds
+    bare_rps = bare_rows / bare_s
+    figures = {
+        "events_full": fb["read"],
+        "rows_full": full_rows,
+        "full_build_s": round(full.seconds, 1),
+        "full_events_per_s": round(fb["read"] / full.seconds),
+        "pipeline_rows_per_s": round(pipeline_rps),
+        "bare_rows": bare_rows,
+        "bare_write_s": round(bare_s, 1),
+        "bare_rows_per_s": round(bare_rps),
+        "pipeline_vs_bare": round(pipeline_rps / bare_rps, 3),
+        "increment_events": ib["read"],
+        "increment_s": round(inc.seconds, 1),
+        "beam_workers": args.workers,
+        "peak_rss_mib_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rejected_full": fb["rejected"],
+        "duplicates_full": fb["duplicates"],
+    }
+    width = max(map(len, figures))
+    print(
+        "\n".join(
+            f"{k:<{width}}  {v:,}" if isinstance(v, int) else f"{k:<{width}}  {v}" for k, v in figures.items()
+        )
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
