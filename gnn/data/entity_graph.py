@@ -1,0 +1,202 @@
+"""Our entity graph's Parquet snapshot → a :class:`NodeDataset` scoring ``User`` nodes.
+
+Features per user (all from the snapshot, none from labels):
+
+- degree per relation (distinct devices, documents, phones, ... touched);
+- events and money: event counts, payment and transfer totals and maxima, transfers in and out;
+- shared identifiers: for each identifier relation, how many *other* users share the user's
+  identifiers (max and sum), the signal device farms and synthetic identities leave;
+- velocity: how many users linked to the same device / document / phone / email / IP /
+  address within 1 h, 24 h and 7 d *before* this user did (never after: no look-ahead);
+- account age at the snapshot time, and time from onboarding to first payment.
+
+Identifier nodes get their user degree, event count and age. Every relation is stored in both
+directions (``rev_`` types) so messages reach users from identifiers and back; 2-hop user-user
+aggregates are then computed by :mod:`gnn.features`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import HeteroData
+
+from gnn.data.dataset import NodeDataset, Split, as_tensor_x, stratified_splits
+from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
+from pipelines.snapshot import load_snapshot
+
+HOUR_MS = 3_600_000
+WINDOWS_MS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * 24 * HOUR_MS}
+IDENTIFIER_RELS = (
+    RelType.USED_DEVICE, RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL,
+    RelType.USED_IP, RelType.LIVES_AT, RelType.USED_CARD,
+)  # fmt: skip
+VELOCITY_RELS = (
+    RelType.USED_DEVICE,
+    RelType.HAS_DOCUMENT,
+    RelType.HAS_PHONE,
+    RelType.USED_IP,
+    RelType.LIVES_AT,
+)
+
+
+def _index(ids: pd.Series) -> pd.Series:
+    return pd.Series(np.arange(len(ids), dtype=np.int64), index=ids.to_numpy())
+
+
+def velocity_counts(group: np.ndarray, t: np.ndarray, window_ms: int) -> np.ndarray:
+    """For each edge, how many edges of the same group started in ``[t - window, t)``.
+
+    Strictly earlier links only, so a user's features never depend on users who came after.
+    """
+    order = np.lexsort((t, group))
+    g, ts = group[order], t[order]
+    # Search within each group by offsetting times with a group-sized stride.
+    stride = np.int64(ts.max() - ts.min() + window_ms + 1) if len(ts) else np.int64(1)
+    key = g.astype(np.int64) * stride + (ts - (ts.min() if len(ts) else 0))
+    lo = np.searchsorted(key, key - window_ms, side="left")
+    hi = np.searchsorted(key, key, side="left")
+    out = np.empty(len(t), dtype=np.int64)
+    out[order] = hi - lo
+    return out
+
+
+def entity_graph_dataset(
+    snapshot_dir: Path,
+    labels: pd.DataFrame | None = None,
+    split: str = "time",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    name: str = "entity-graph",
+) -> NodeDataset:
+    """Build the user-scoring dataset from a compacted snapshot.
+
+    Args:
+        snapshot_dir: The pipeline's snapshot folder (``current/`` inside).
+        labels: Optional ``user_id, is_fraud`` table; users absent from it are unlabelled.
+        split: ``"time"`` (train on users who appeared first, validate and test on later ones;
+            one split) or ``"random"`` (stratified 60/20/20, one per seed).
+        seeds: Seeds for random splits.
+        name: Dataset name in reports.
+    """
+    nodes, edges = load_snapshot(snapshot_dir)
+    users = nodes[NodeLabel.USER].reset_index(drop=True)
+    if users.empty:
+        raise ValueError(f"snapshot {snapshot_dir} has no users; run `graphrisk refresh` first")
+    uidx = _index(users["id"])
+    n_users = len(users)
+    now = int(max(df["last_seen"].max() for df in nodes.values() if len(df)))
+
+    data = HeteroData()
+    feats: dict[str, np.ndarray] = {}
+    onboarded = users["onboarded_at"].astype("float64").to_numpy()
+    first_seen = users["first_seen"].to_numpy(dtype=np.float64)
+    feats["account_age_h"] = (now - np.where(np.isnan(onboarded), first_seen, onboarded)) / HOUR_MS
+    feats["onboarded"] = (~np.isnan(onboarded)).astype(np.float64)
+    feats["events"] = users["event_count"].to_numpy(dtype=np.float64)
+
+    for label, df in nodes.items():
+        if label == NodeLabel.USER:
+            continue
+        # Identifier features are filled from the relationship tables below.
+        data[label.value].num_nodes = len(df)
+
+    for rel, et in EDGE_TYPES.items():
+        e = edges[rel]
+        src = uidx.reindex(e["src"]).to_numpy()
+        dst_index = uidx if et.dst == NodeLabel.USER else _index(nodes[et.dst]["id"])
+        dst = dst_index.reindex(e["dst"]).to_numpy()
+        ok = ~(np.isnan(src.astype(float)) | np.isnan(dst.astype(float)))
+        src, dst = src[ok].astype(np.int64), dst[ok].astype(np.int64)
+        e = e[ok].reset_index(drop=True)
+        rn = rel.value.lower()
+        feats[f"deg_{rn}"] = np.bincount(src, minlength=n_users).astype(np.float64)
+        feats[f"events_{rn}"] = np.bincount(src, weights=e["count"], minlength=n_users)
+        if rel in (RelType.PAID, RelType.TRANSFERRED_TO):
+            feats[f"amount_{rn}"] = np.bincount(src, weights=e["amount_total"], minlength=n_users)
+            amax = np.zeros(n_users)
+            np.maximum.at(amax, src, e["amount_max"].to_numpy())
+            feats[f"amount_max_{rn}"] = amax
+        if rel == RelType.TRANSFERRED_TO:
+            feats["deg_transfer_in"] = np.bincount(dst, minlength=n_users).astype(np.float64)
+            feats["amount_transfer_in"] = np.bincount(dst, weights=e["amount_total"], minlength=n_users)
+        if rel in IDENTIFIER_RELS:
+            n_dst = len(nodes[et.dst])
+            id_users = np.bincount(dst, minlength=n_dst).astype(np.float64)
+            shared = id_users[dst] - 1  # other users on the same identifier
+            smax = np.zeros(n_users)
+            np.maximum.at(smax, src, shared)
+            feats[f"shared_max_{rn}"] = smax
+            feats[f"shared_sum_{rn}"] = np.bincount(src, weights=shared, minlength=n_users)
+            if rel in VELOCITY_RELS:
+                t = e["first_seen"].to_numpy(dtype=np.int64)
+                for wname, wms in WINDOWS_MS.items():
+                    v = velocity_counts(dst, t, wms).astype(np.float64)
+                    vmax = np.zeros(n_users)
+                    np.maximum.at(vmax, src, v)
+                    feats[f"velocity_{wname}_{rn}"] = vmax
+            ident = nodes[et.dst]
+            age = (now - ident["first_seen"].to_numpy(dtype=np.float64)) / HOUR_MS
+            data[et.dst.value].x = as_tensor_x(
+                np.column_stack([id_users, ident["event_count"].to_numpy(dtype=np.float64), age])
+            )
+        elif rel == RelType.PAID:
+            m = nodes[NodeLabel.MERCHANT]
+            m_users = np.bincount(dst, minlength=len(m)).astype(np.float64)
+            m_amount = np.bincount(dst, weights=e["amount_total"], minlength=len(m))
+            data[NodeLabel.MERCHANT.value].x = as_tensor_x(
+                np.column_stack([m_users, m["event_count"].to_numpy(dtype=np.float64), m_amount])
+            )
+        ei = torch.as_tensor(np.vstack([src, dst]), dtype=torch.long)
+        data[et.src.value, rel.value, et.dst.value].edge_index = ei
+        data[et.dst.value, f"rev_{rel.value}", et.src.value].edge_index = ei.flip(0)
+
+    first_pay = np.full(n_users, np.nan)
+    paid = edges[RelType.PAID]
+    if len(paid):
+        fp = paid.groupby("src")["first_seen"].min()
+        pos = uidx.reindex(fp.index).to_numpy()
+        keep = ~np.isnan(pos.astype(float))
+        first_pay[pos[keep].astype(np.int64)] = fp.to_numpy(dtype=np.float64)[keep]
+    feats["hours_to_first_payment"] = (
+        first_pay - np.where(np.isnan(onboarded), first_seen, onboarded)
+    ) / HOUR_MS
+
+    for label in NodeLabel:
+        if label.value in data.node_types and "x" not in data[label.value]:
+            data[label.value].x = torch.zeros((data[label.value].num_nodes, 0))
+    feature_names = sorted(feats)
+    data[NodeLabel.USER.value].x = as_tensor_x(np.column_stack([feats[k] for k in feature_names]))
+
+    y = np.full(n_users, -1, dtype=np.int64)
+    if labels is not None and len(labels):
+        pos = uidx.reindex(labels["user_id"]).to_numpy()
+        keep = ~np.isnan(pos.astype(float))
+        y[pos[keep].astype(np.int64)] = labels["is_fraud"].to_numpy()[keep].astype(np.int64)
+    splits = time_split(y, first_seen) if split == "time" else stratified_splits(y, (0.6, 0.2, 0.2), seeds)
+    return NodeDataset(
+        name=name,
+        data=data,
+        target=NodeLabel.USER.value,
+        y=y,
+        feature_names=feature_names,
+        node_ids=users["id"].to_numpy(),
+        splits=splits if labels is not None else [],
+    )
+
+
+def time_split(y: np.ndarray, t: np.ndarray, fractions: tuple[float, float] = (0.6, 0.2)) -> list[Split]:
+    """Train on the earliest labelled users, validate on the next, test on the latest."""
+    idx = np.flatnonzero(y >= 0)
+    if len(idx) == 0:
+        return []
+    order = idx[np.argsort(t[idx], kind="stable")]
+    a = int(len(order) * fractions[0])
+    b = int(len(order) * (fractions[0] + fractions[1]))
+    masks = [np.zeros(len(y), dtype=bool) for _ in range(3)]
+    masks[0][order[:a]] = True
+    masks[1][order[a:b]] = True
+    masks[2][order[b:]] = True
+    return [Split(masks[0], masks[1], masks[2], seed=0)]
