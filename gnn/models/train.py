@@ -1,0 +1,191 @@
+"""Full-batch GNN training shared by the graph models, wrapped as a scorer.
+
+The graphs here have at most a few hundred thousand nodes, so every epoch runs the whole graph
+(no neighbour sampling: pyg-lib / torch-sparse are not required). Inputs are the target nodes'
+own features plus their training-label features, scaled by :func:`gnn.features.scale_features`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+from torch import nn
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import k_hop_subgraph
+
+from gnn.data.dataset import NodeDataset, Split
+from gnn.device import get_device
+from gnn.features import scale_features
+from gnn.models.base import FeatureOptions, seed_everything, tabular_features
+from gnn.models.losses import focal_loss, weighted_bce
+
+
+def gnn_inputs(
+    dataset: NodeDataset, label_mask: np.ndarray, features: FeatureOptions
+) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str, str], torch.Tensor], list[str]]:
+    """``x_dict`` (scaled; types without features get a constant column) and ``edge_index_dict``."""
+    x, names = tabular_features(dataset, label_mask, features)
+    x_dict = {dataset.target: scale_features(x)}
+    for nt in dataset.data.node_types:
+        if nt == dataset.target:
+            continue
+        xs = dataset.data[nt].x
+        n = dataset.data[nt].num_nodes
+        x_dict[nt] = scale_features(xs) if xs is not None and xs.shape[1] > 0 else torch.ones((n, 1))
+    edge_index_dict = {et: dataset.data[et].edge_index for et in dataset.data.edge_types}
+    return x_dict, edge_index_dict, names
+
+
+class GNNScorer:
+    """Train a graph module full-batch; early stopping on validation AUPRC.
+
+    Subclasses set ``name`` and implement ``build(in_dims, metadata) -> nn.Module`` whose
+    forward is ``(x_dict, edge_index_dict) -> logits [N_target]``.
+
+    Args:
+        hidden: Hidden width.
+        layers: Message-passing layers (or filter order, for BWGNN).
+        dropout: Dropout rate.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        epochs: Maximum epochs.
+        patience: Early-stopping patience (epochs without a validation AUPRC gain).
+        loss: ``"weighted_bce"`` or ``"focal"``.
+        features: Derived input features (default: no neighbour aggregates, the model
+            aggregates itself; training-label features on).
+        seed: Seed for torch / numpy / random.
+        device: Explicit device (default :func:`gnn.device.get_device`).
+    """
+
+    name = "gnn"
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 2,
+        dropout: float = 0.2,
+        lr: float = 5e-3,
+        weight_decay: float = 1e-5,
+        epochs: int = 300,
+        patience: int = 40,
+        loss: str = "weighted_bce",
+        features: FeatureOptions | None = None,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
+        self.hidden = hidden
+        self.layers = layers
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.patience = patience
+        self.loss = loss
+        self.features = features or FeatureOptions(neighbour_hops=0, label_hops=1)
+        self.seed = seed
+        self.device = device
+        self.feature_names: list[str] = []
+        self.validation_scores_: np.ndarray | None = None
+        self.label_mask_: np.ndarray | None = None
+        self.module_: nn.Module | None = None
+        self.best_epoch_: int = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-able."""
+        keys = ("hidden", "layers", "dropout", "lr", "weight_decay", "epochs", "patience", "loss", "seed")
+        return {"name": self.name, **{k: getattr(self, k) for k in keys}, "features": vars(self.features)}
+
+    def build(self, in_dims: dict[str, int], metadata: tuple[list[str], list[tuple[str, str, str]]], target: str) -> nn.Module:
+        """The module to train; subclasses override."""
+        raise NotImplementedError
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, pos_weight: float) -> torch.Tensor:
+        if self.loss == "focal":
+            return focal_loss(logits, y)
+        if self.loss == "weighted_bce":
+            return weighted_bce(logits, y, pos_weight)
+        raise ValueError(f"unknown loss {self.loss!r}")
+
+    def fit(self, dataset: NodeDataset, split: Split) -> GNNScorer:
+        """Full-batch training on ``split.train``; keep the epoch with the best validation AUPRC."""
+        seed_everything(self.seed)
+        dev = get_device(self.device)
+        x_dict, ei_dict, self.feature_names = gnn_inputs(dataset, split.train, self.features)
+        x_dict = {k: v.to(dev) for k, v in x_dict.items()}
+        ei_dict = {k: v.to(dev) for k, v in ei_dict.items()}
+        metadata = (list(x_dict), list(ei_dict))
+        self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(dev)
+        y = torch.as_tensor(np.clip(dataset.y, 0, 1), dtype=torch.float32, device=dev)
+        tr = torch.as_tensor(split.train, device=dev)
+        y_val = dataset.y[split.val]
+        pos = float(y[tr].sum())
+        pos_weight = (float(tr.sum()) - pos) / max(pos, 1.0)
+        opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best, best_state, bad = -1.0, None, 0
+        for epoch in range(self.epochs):
+            self.module_.train()
+            opt.zero_grad()
+            logits = self.module_(x_dict, ei_dict)
+            loss = self._loss(logits[tr], y[tr], pos_weight)
+            loss.backward()
+            opt.step()
+            self.module_.eval()
+            with torch.no_grad():
+                val = torch.sigmoid(self.module_(x_dict, ei_dict)).cpu().numpy()[split.val]
+            ap = average_precision_score(y_val, val)
+            if ap > best:
+                best, best_state, bad, self.best_epoch_ = ap, copy.deepcopy(self.module_.state_dict()), 0, epoch
+                self.validation_scores_ = val.astype(np.float64)
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        self.module_.load_state_dict(best_state)
+        self.label_mask_ = split.train.copy()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """P(fraud) per target node, full graph."""
+        if self.module_ is None:
+            raise RuntimeError(f"{type(self).__name__}.predict_proba before fit")
+        dev = next(self.module_.parameters()).device
+        mask = self.label_mask_ if label_mask is None else label_mask
+        x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features)
+        self.module_.eval()
+        logits = self.module_({k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()})
+        return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, config and feature names, for a registry to save."""
+        return {"config": self.config, "feature_names": self.feature_names,
+                "weights": None if self.module_ is None else self.module_.state_dict()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.module_!r})" if self.module_ is not None else f"{type(self).__name__}()"
+
+
+def k_hop_data(data: HeteroData, target: str, node: int, hops: int) -> tuple[HeteroData, int]:
+    """The ``hops``-hop in-neighbourhood of one target node over target-to-target relations,
+    for single-node inference; returns the subgraph and the node's index in it.
+
+    Relations from other node types are dropped (their nodes are not re-indexed here).
+    """
+    rels = [et for et in data.edge_types if et[0] == target and et[2] == target]
+    n = data[target].num_nodes
+    merged = torch.cat([data[et].edge_index for et in rels], 1) if rels else torch.zeros((2, 0), dtype=torch.long)
+    subset, _, mapping, _ = k_hop_subgraph(node, hops, merged, relabel_nodes=True, num_nodes=n, flow="source_to_target")
+    out = HeteroData()
+    out[target].x = data[target].x[subset]
+    keep = torch.full((n,), -1, dtype=torch.long)
+    keep[subset] = torch.arange(len(subset))
+    for et in rels:
+        ei = data[et].edge_index
+        m = (keep[ei[0]] >= 0) & (keep[ei[1]] >= 0)
+        out[et].edge_index = keep[ei[:, m]]
+    return out, int(mapping[0])

@@ -1,0 +1,44 @@
+"""Decision thresholds: for a target precision, for a review capacity, or for best F1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve
+
+
+def threshold_for_precision(scores: np.ndarray, y: np.ndarray, precision: float) -> float:
+    """Lowest threshold whose alerts (``score >= t``) reach ``precision`` on ``(scores, y)``.
+
+    The lowest such threshold catches the most positives. Returns ``inf`` (alert nothing) when
+    no threshold reaches the precision.
+    """
+    p, _, t = precision_recall_curve(y, scores)
+    ok = np.flatnonzero(p[:-1] >= precision)
+    return float(t[ok[0]]) if len(ok) else float("inf")
+
+
+def threshold_for_f1(scores: np.ndarray, y: np.ndarray) -> float:
+    """Threshold maximising F1 of the positive class on ``(scores, y)``."""
+    p, r, t = precision_recall_curve(y, scores)
+    f1 = 2 * p[:-1] * r[:-1] / np.maximum(p[:-1] + r[:-1], 1e-12)
+    return float(t[int(np.argmax(f1))])
+
+
+def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
+    """Threshold alerting the top ``fraction`` of ``scores`` (a review capacity)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(int(np.floor(fraction * len(scores))), 1)
+    return float(np.sort(scores)[::-1][k - 1])
+
+
+def top_k_per_period(scores: np.ndarray, periods: np.ndarray, k: int) -> np.ndarray:
+    """Boolean alert mask: the ``k`` highest scores of each period (a day's review queue).
+
+    Ties at the cut are broken by order of appearance, so exactly ``min(k, size)`` alerts per
+    period.
+    """
+    frame = pd.DataFrame({"s": scores, "p": periods})
+    rank = frame.groupby("p")["s"].rank(method="first", ascending=False)
+    return (rank <= k).to_numpy()
