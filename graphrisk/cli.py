@@ -25,6 +25,8 @@ from graphrisk.errors import GraphRiskError
 app = typer.Typer(help="graphrisk: find fraud rings in an entity graph.", no_args_is_help=True)
 convert_app = typer.Typer(help="Turn public fraud datasets into graphrisk events.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
+models_app = typer.Typer(help="The model registry: list, promote, rollback.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.", exists=True)]
@@ -219,6 +221,151 @@ def summary_cmd() -> None:
         table.add_row(rel, f"{v['rels']:,}", f"{v['events']:,}", f"{v['amount']:,.2f}")
     Console().print(table)
     save_report(s, "summary", {"nodes": nodes, "relationships": rels, "recent_batches": batches})
+
+
+def _registry(s: Settings) -> Any:
+    from gnn.registry import ModelRegistry
+
+    return ModelRegistry(s.data_dir / "models")
+
+
+@app.command("train")
+def train_cmd(
+    labels: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Parquet/CSV with user_id, is_fraud.")
+    ],
+    candidates: Annotated[str, typer.Option(help="Comma-separated model names to try.")] = "gbdt,bwgnn,stack",
+    split: Annotated[str, typer.Option(help="random (stratified 60/20/20) or time.")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed for the split and the models.")] = 0,
+    target_precision: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Precision of the block band.")
+    ] = 0.9,
+    promote: Annotated[bool, typer.Option(help="Promote the new version if it passes the gate.")] = True,
+) -> None:
+    """Train user risk models on the snapshot, keep the best on validation, register it."""
+    import pandas as pd
+    import torch
+
+    from gnn.registry import RegistryError
+    from gnn.training import train_entity_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    s = _settings()
+    table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+    registry = _registry(s)
+    with _errors_exit(), _spinner("training candidates"):
+        meta, report = train_entity_model(
+            s.snapshot_dir, table[["user_id", "is_fraud"]], registry, tuple(c.strip() for c in candidates.split(",")),
+            split=split, seed=seed, target_precision=target_precision, log=console.print,
+        )  # fmt: skip
+    promoted: str | None = None
+    if promote:
+        try:
+            registry.promote(meta.version)
+            promoted = meta.version
+        except RegistryError as exc:
+            console.print(f"[yellow]{exc}[/yellow]")
+    save_report(s, "train", {"version": meta.version, "promoted": promoted, **report})
+
+
+@app.command("score")
+def score_cmd(
+    write_store: Annotated[bool, typer.Option(help="Also write scores onto users in the store.")] = True,
+) -> None:
+    """Score every user with the production model (store + scores table)."""
+    from gnn.scoring import score_users
+    from graphrisk.store import GraphStore
+
+    s = _settings()
+    with _errors_exit(), GraphStore(s) as store, _spinner("scoring users"):
+        report = score_users(
+            s.snapshot_dir, s.data_dir / "scores", _registry(s), store if write_store else None
+        )
+    save_report(s, "score", report.to_dict())
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    nodes: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Nodes CSV: id, type, features, label.")
+    ],
+    edges: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Edges CSV: src, dst, type.")],
+    split: Annotated[
+        str, typer.Option(help="Train/val/test fractions, e.g. 0.6,0.2,0.2 (ignored with mask columns).")
+    ] = "0.6,0.2,0.2",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    models: Annotated[str, typer.Option(help="Comma-separated candidates.")] = "logreg,gbdt,bwgnn,stack",
+    out: Annotated[Path, typer.Option(help="Report folder (JSON, PR curve, histogram).")] = Path(
+        "var/evaluate"
+    ),
+) -> None:
+    """Evaluate graphrisk's models on your own labelled graph."""
+    from gnn.data import load_labelled_csv
+    from gnn.evaluate import evaluate_dataset
+    from gnn.models import make_model
+
+    fractions = tuple(float(f) for f in split.split(","))
+    if len(fractions) != 3:
+        raise typer.BadParameter("--split needs three fractions")
+    seed_list = [int(x) for x in seeds.split(",")]
+    ds = load_labelled_csv(nodes, edges, fractions=fractions, seeds=seed_list, name=nodes.stem)  # type: ignore[arg-type]
+    factories = {m: (lambda seed, m=m: make_model(m, seed=seed)) for m in models.split(",")}
+    with _spinner(f"evaluating {len(factories)} models on {ds.name}"):
+        report = evaluate_dataset(ds, factories, out_dir=out, log=console.print)
+    save_report(_settings(), "evaluate", report)
+
+
+@models_app.command("list")
+def models_list_cmd() -> None:
+    """List model versions (production marked)."""
+    reg = _registry(_settings())
+    prod = reg.production()
+    table = Table("version", "model", "val AUPRC", "test AUPRC", "snapshot", "code", "production")
+    rows = []
+    for m in reg.versions():
+        table.add_row(m.version, m.model_name, f"{m.metrics.get('val_auprc', float('nan')):.4f}",
+                      f"{m.metrics.get('test_auprc', float('nan')):.4f}", m.snapshot_hash[:12], m.code_version,
+                      "*" if m.version == prod else "")  # fmt: skip
+        rows.append(
+            {
+                "version": m.version,
+                "model": m.model_name,
+                "metrics": m.metrics,
+                "production": m.version == prod,
+            }
+        )
+    Console(stderr=True).print(table)
+    save_report(_settings(), "models-list", {"production": prod, "versions": rows})
+
+
+@models_app.command("promote")
+def models_promote_cmd(
+    version: Annotated[str, typer.Argument(help="Version to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the validation-AUPRC gate.")] = False,
+) -> None:
+    """Make a version production (refused if its validation AUPRC is below production's)."""
+    from gnn.registry import RegistryError
+
+    reg = _registry(_settings())
+    try:
+        meta = reg.promote(version, force=force)
+    except RegistryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    save_report(_settings(), "models-promote", {"production": meta.version, "metrics": meta.metrics})
+
+
+@models_app.command("rollback")
+def models_rollback_cmd() -> None:
+    """Return production to the previously promoted version."""
+    from gnn.registry import RegistryError
+
+    try:
+        version = _registry(_settings()).rollback()
+    except RegistryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    save_report(_settings(), "models-rollback", {"production": version})
 
 
 @app.command("demo")

@@ -192,7 +192,7 @@ def unflatten(record: dict[str, Any]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for key, value in record.items():
-        if _blank_to_none(value) is None:
+        if value is None or _blank_to_none(value) is None:
             continue
         if "." not in key:
             out[key] = value
