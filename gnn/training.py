@@ -29,6 +29,13 @@ from pipelines.snapshot import read_manifest
 
 DEFAULT_CANDIDATES = ("gbdt", "bwgnn", "stack")
 
+# The entity graph has ~60 user features and 18 relation types, so 2-hop aggregates already
+# give ~1,100 columns: a faster learning rate and fewer rounds keep training in seconds
+# without losing validation AUPRC on the synthetic graph.
+ENTITY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "gbdt": {"params": {"learning_rate": 0.08}, "max_rounds": 600, "patience": 60},
+}
+
 
 @dataclass
 class RiskModel:
@@ -97,7 +104,7 @@ def train_entity_model(
     best: tuple[float, str, Any] | None = None
     for name in candidates:
         t0 = time.perf_counter()
-        model = make_model(name, seed=seed).fit(dataset, sp)
+        model = make_model(name, seed=seed, **ENTITY_OVERRIDES.get(name, {})).fit(dataset, sp)
         fit_s = time.perf_counter() - t0
         val_ap = float(average_precision_score(y_val, model.validation_scores_))
         report["candidates"][name] = {"val_auprc": val_ap, "fit_s": round(fit_s, 2)}

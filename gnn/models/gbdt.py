@@ -102,7 +102,8 @@ class GBDTScorer:
         first.fit(
             x[split.train],
             y[split.train],
-            eval_set=[(x[split.val], y[split.val])],
+            eval_X=(x[split.val],),
+            eval_y=(y[split.val],),
             eval_metric="average_precision",
             categorical_feature=categorical or "auto",
             callbacks=[lgb.early_stopping(self.patience, verbose=False)],
