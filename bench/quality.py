@@ -50,7 +50,9 @@ def candidates(dataset: str, names: list[str]) -> dict[str, Callable[[int], Any]
         "logreg": lambda s: make_model("logreg", s),
         "gbdt": lambda s: make_model("gbdt", s, features=tab),
         "stack": lambda s: make_model(
-            "stack", s, base=make_model("gbdt", s, features=tab, refit=False),
+            "stack",
+            s,
+            base=make_model("gbdt", s, features=tab, refit=False),
             second=make_model("gbdt", s, features=tab),
         ),
         "sage": lambda s: make_model("sage", s, features=graph, epochs=200, patience=30),
@@ -80,9 +82,13 @@ def fmt(summary: dict[str, dict[str, float]], key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--seeds", type=int, default=5, help="splits per dataset (Tolokers: 10 uses all masks)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="splits per dataset (Tolokers: 10 uses all masks)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for JSON reports and PNGs")
     parser.add_argument("--datasets", default="sffsd,tolokers,amlsim")
     parser.add_argument("--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn")
@@ -103,24 +109,46 @@ def main(argv: list[str] | None = None) -> int:
         chosen = report["chosen"]
         if chosen == "logreg" and len(names) > 1:
             # Report the best non-baseline model beside the baseline, not the baseline twice.
-            chosen = max((n for n in names if n != "logreg"),
-                         key=lambda n: report["models"][n]["summary"]["val_auprc"]["mean"])
+            chosen = max(
+                (n for n in names if n != "logreg"),
+                key=lambda n: report["models"][n]["summary"]["val_auprc"]["mean"],
+            )
         s = report["models"][chosen]["summary"]
         b = report["models"]["logreg"]["summary"]
         pub = PUBLISHED.get(ds.name)
-        rows.append([
-            ds.name, f"{chosen} ({report['chosen']} on val)", fmt(s, "auroc"), fmt(s, "auprc"),
-            fmt(s, "rec_at_k"), fmt(s, "f1_macro"), f"{s['fit_s']['mean']:.1f}",
-            f"{pub[0]} {pub[1]:.2f}/{pub[2]:.2f}" if pub else "-",
-            f"{100 * b['auroc']['mean']:.2f}/{100 * b['auprc']['mean']:.2f}",
-        ])
+        rows.append(
+            [
+                ds.name,
+                f"{chosen} ({report['chosen']} on val)",
+                fmt(s, "auroc"),
+                fmt(s, "auprc"),
+                fmt(s, "rec_at_k"),
+                fmt(s, "f1_macro"),
+                f"{s['fit_s']['mean']:.1f}",
+                f"{pub[0]} {pub[1]:.2f}/{pub[2]:.2f}" if pub else "-",
+                f"{100 * b['auroc']['mean']:.2f}/{100 * b['auprc']['mean']:.2f}",
+            ]
+        )
         for n in names:
             m = report["models"][n]["summary"]
-            print(f"# {ds.name:<28} {n:<7} AUROC {fmt(m, 'auroc')}  AUPRC {fmt(m, 'auprc')}  "
-                  f"val AUPRC {100 * m['val_auprc']['mean']:.2f}  fit {m['fit_s']['mean']:.1f}s", flush=True)
+            print(
+                f"# {ds.name:<28} {n:<7} AUROC {fmt(m, 'auroc')}  AUPRC {fmt(m, 'auprc')}  "
+                f"val AUPRC {100 * m['val_auprc']['mean']:.2f}  fit {m['fit_s']['mean']:.1f}s",
+                flush=True,
+            )
         print(f"# {ds.name} done in {time.perf_counter() - t0:.0f}s", flush=True)
 
-    header = ["dataset", "model", "AUROC", "AUPRC", "Rec@K", "F1-macro", "fit s", "published best", "logreg AUROC/AUPRC"]
+    header = [
+        "dataset",
+        "model",
+        "AUROC",
+        "AUPRC",
+        "Rec@K",
+        "F1-macro",
+        "fit s",
+        "published best",
+        "logreg AUROC/AUPRC",
+    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     print(line)

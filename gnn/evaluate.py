@@ -44,7 +44,10 @@ def metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, fl
 def summarise(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation per metric over seeds."""
     keys = rows[0].keys()
-    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))} for k in keys}
+    return {
+        k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
+        for k in keys
+    }
 
 
 def plot_pr_curve(y: np.ndarray, scores: np.ndarray, path: Path, title: str) -> None:
@@ -130,7 +133,9 @@ def evaluate_dataset(
             if s == seeds[0]:
                 test_scores[name] = (dataset.y[split.test], cal_scores)
             if log:
-                log(f"  {dataset.name} {name} split {s}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items()))
+                log(
+                    f"  {dataset.name} {name} split {s}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items())
+                )
         report["models"][name] = {"seeds": rows, "summary": summarise(rows), "repr": repr(model)}
     chosen = max(report["models"], key=lambda n: report["models"][n]["summary"]["val_auprc"]["mean"])
     report["chosen"] = chosen

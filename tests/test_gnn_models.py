@@ -33,7 +33,7 @@ def planted_graph(n: int = 600, seed: int = 0) -> NodeDataset:
     y = (rng.random(n) < 0.15).astype(np.int64)
     x = rng.normal(size=(n, 4)).astype(np.float32)
     x[:, 0] += 0.5 * y  # weak own signal
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    pos = np.flatnonzero(y == 1)
     ring = np.stack([rng.choice(pos, 4 * len(pos)), rng.choice(pos, 4 * len(pos))])
     noise = rng.integers(0, n, size=(2, 3 * n))
     ei = np.concatenate([ring, noise], 1)
@@ -52,8 +52,13 @@ def planted_graph(n: int = 600, seed: int = 0) -> NodeDataset:
     y = y.copy()
     y[rng.random(n) < 0.05] = -1  # some unlabelled
     return NodeDataset(
-        name="planted", data=data, target="user", y=y, feature_names=[f"f{i}" for i in range(4)],
-        node_ids=np.arange(n).astype(str), splits=stratified_splits(y, (0.5, 0.25, 0.25), [0]),
+        name="planted",
+        data=data,
+        target="user",
+        y=y,
+        feature_names=[f"f{i}" for i in range(4)],
+        node_ids=np.arange(n).astype(str),
+        splits=stratified_splits(y, (0.5, 0.25, 0.25), [0]),
     )
 
 
@@ -119,8 +124,9 @@ def test_label_features_never_read_own_label(planted: NodeDataset) -> None:
     flipped = planted.y.copy()
     node = int(np.flatnonzero(train & (planted.y >= 0))[0])
     flipped[node] = 1 - flipped[node]
-    other = NodeDataset(planted.name, planted.data, planted.target, flipped, planted.feature_names,
-                        planted.node_ids)
+    other = NodeDataset(
+        planted.name, planted.data, planted.target, flipped, planted.feature_names, planted.node_ids
+    )
     after, _ = label_features(other, train, hops=2, prior=0.15)
     np.testing.assert_allclose(before[node], after[node], err_msg=str(names))
     # Non-training labels are never read at all.
@@ -135,8 +141,15 @@ def test_label_features_never_read_own_label(planted: NodeDataset) -> None:
     [
         ("logreg", {}),
         ("gbdt", {"max_rounds": 300, "patience": 30}),
-        ("gbdt", {"max_rounds": 300, "patience": 30, "refit": False,
-                  "features": FeatureOptions(neighbour_hops=1, label_hops=0)}),
+        (
+            "gbdt",
+            {
+                "max_rounds": 300,
+                "patience": 30,
+                "refit": False,
+                "features": FeatureOptions(neighbour_hops=1, label_hops=0),
+            },
+        ),
         ("sage", {"hidden": 16, "epochs": 60, "patience": 20}),
         ("sage", {"hidden": 16, "epochs": 60, "patience": 20, "loss": "focal"}),
         ("bwgnn", {"hidden": 16, "epochs": 60, "patience": 20}),
@@ -162,8 +175,9 @@ def test_scorers_learn_planted_signal(planted: NodeDataset, name: str, kwargs: d
 def test_stack_and_blend_run_and_pickle(planted: NodeDataset) -> None:
     split = planted.splits[0]
     small = {"max_rounds": 200, "patience": 20}
-    stack = StackedScorer(base=make_model("gbdt", refit=False, **small), folds=3,
-                          second=make_model("gbdt", **small)).fit(planted, split)
+    stack = StackedScorer(
+        base=make_model("gbdt", refit=False, **small), folds=3, second=make_model("gbdt", **small)
+    ).fit(planted, split)
     assert "pays_score_mean" in stack.feature_names
     blend = BlendScorer([make_model("logreg"), make_model("gbdt", **small)]).fit(planted, split)
     assert abs(blend.weights_.sum() - 1) < 1e-9

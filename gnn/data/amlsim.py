@@ -51,9 +51,7 @@ def load_amlsim(
     tx = pd.read_csv(directory / "transactions.csv")
     index = pd.Index(nodes["nodeid"])
     n = len(nodes)
-    tx = tx.assign(
-        src=index.get_indexer(tx["sourceNodeId"]), dst=index.get_indexer(tx["targetNodeId"])
-    )
+    tx = tx.assign(src=index.get_indexer(tx["sourceNodeId"]), dst=index.get_indexer(tx["targetNodeId"]))
     tx = tx[(tx["src"] >= 0) & (tx["dst"] >= 0)]
     out = _side_stats(tx, "src", "dst", "out", n)
     inc = _side_stats(tx, "dst", "src", "in", n)

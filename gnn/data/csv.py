@@ -47,7 +47,9 @@ def load_labelled_csv(
     nodes = pd.read_csv(nodes_csv, dtype={"id": str, "type": str})
     edges = pd.read_csv(edges_csv, dtype={"src": str, "dst": str, "type": str})
     if nodes["id"].duplicated().any():
-        raise ValueError(f"{nodes_csv}: duplicate node ids, e.g. {nodes['id'][nodes['id'].duplicated()].iloc[0]}")
+        raise ValueError(
+            f"{nodes_csv}: duplicate node ids, e.g. {nodes['id'][nodes['id'].duplicated()].iloc[0]}"
+        )
     if target is None:
         if "label" not in nodes:
             raise ValueError(f"{nodes_csv}: no 'label' column and no target type given")
@@ -95,7 +97,10 @@ def load_labelled_csv(
     label = tf["label"] if "label" in tf else pd.Series(np.nan, index=tf.index)
     y = np.where(label.isna(), -1, label.fillna(0)).astype(np.int64)
     if {"train_mask", "val_mask", "test_mask"} <= set(tf.columns):
-        masks = [tf[c].fillna(0).astype(bool).to_numpy() & (y >= 0) for c in ("train_mask", "val_mask", "test_mask")]
+        masks = [
+            tf[c].fillna(0).astype(bool).to_numpy() & (y >= 0)
+            for c in ("train_mask", "val_mask", "test_mask")
+        ]
         splits = [Split(*masks, seed=0)]
     else:
         splits = stratified_splits(y, fractions, seeds)

@@ -116,9 +116,7 @@ def stratified_splits(
         masks = {name: np.zeros(len(y), dtype=bool) for name in ("train", "val", "test")}
         masks["train"][tr] = True
         if f_val > 0:
-            va, te = train_test_split(
-                rest, train_size=f_val / rest_frac, stratify=y[rest], random_state=seed
-            )
+            va, te = train_test_split(rest, train_size=f_val / rest_frac, stratify=y[rest], random_state=seed)
             if f_test < rest_frac - f_val - 1e-9:
                 te, _ = train_test_split(
                     te, train_size=f_test / (rest_frac - f_val), stratify=y[te], random_state=seed

@@ -98,7 +98,9 @@ class BWGNN(nn.Module):
         self.dropout = dropout
         self.register_buffer("coef", torch.as_tensor(beta_wavelet_coefficients(order), dtype=torch.float32))
         banks = 1 if homogeneous else max(len(relations), 1)
-        self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.encoder = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.self_lin = nn.Linear(hidden, hidden)
         self.head = nn.Sequential(
             nn.Linear(hidden * (1 + banks * (order + 1)), hidden), nn.ReLU(), nn.Linear(hidden, 1)
@@ -119,7 +121,9 @@ class BWGNN(nn.Module):
         stacked = torch.stack(powers)  # [C+1, N, hidden]: L^k h
         return list(torch.einsum("ik,knh->inh", self.coef, stacked).unbind(0))
 
-    def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict[EdgeType, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict[EdgeType, torch.Tensor]
+    ) -> torch.Tensor:
         h = self.encoder(x_dict[self.target])
         parts = [torch.relu(self.self_lin(h))]
         edges = [edge_index_dict[r] for r in self.relations if r in edge_index_dict]
@@ -155,6 +159,8 @@ class BWGNNScorer(GNNScorer):
     def config(self) -> dict:
         return {**super().config, "homogeneous": self.homogeneous}
 
-    def build(self, in_dims: dict[str, int], metadata: tuple[list[str], list[EdgeType]], target: str) -> nn.Module:
+    def build(
+        self, in_dims: dict[str, int], metadata: tuple[list[str], list[EdgeType]], target: str
+    ) -> nn.Module:
         rels = [et for et in metadata[1] if et[0] == target and et[2] == target]
         return BWGNN(in_dims[target], rels, target, self.hidden, self.layers, self.homogeneous, self.dropout)

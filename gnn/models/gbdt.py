@@ -132,4 +132,6 @@ class GBDTScorer:
         return self.booster_.predict(x, num_iteration=self._best_iteration).astype(np.float64)
 
     def __repr__(self) -> str:
-        return f"GBDTScorer(rounds={self.best_rounds_}, refit={self.refit}, features={len(self.feature_names)})"
+        return (
+            f"GBDTScorer(rounds={self.best_rounds_}, refit={self.refit}, features={len(self.feature_names)})"
+        )

@@ -54,7 +54,9 @@ class HeteroSAGE(nn.Module):
         self.convs = nn.ModuleList(
             HeteroConv({et: SAGEConv(hidden, hidden) for et in edge_types}, aggr="sum") for _ in range(layers)
         )
-        self.selfs = nn.ModuleList(nn.ModuleDict({nt: nn.Linear(hidden, hidden) for nt in node_types}) for _ in range(layers))
+        self.selfs = nn.ModuleList(
+            nn.ModuleDict({nt: nn.Linear(hidden, hidden) for nt in node_types}) for _ in range(layers)
+        )
         self.head = nn.Sequential(nn.Linear(hidden * (layers + 1), hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.reset_parameters()
 
@@ -64,13 +66,17 @@ class HeteroSAGE(nn.Module):
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict[EdgeType, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict[EdgeType, torch.Tensor]
+    ) -> torch.Tensor:
         h = {nt: torch.relu(lin(x_dict[nt])) for nt, lin in self.inputs.items()}
         outs = [h[self.target]]
         for conv, selfs in zip(self.convs, self.selfs, strict=True):
             msg = conv(h, edge_index_dict)
             h = {
-                nt: nn.functional.dropout(torch.relu(selfs[nt](h[nt]) + msg.get(nt, 0)), self.dropout, self.training)
+                nt: nn.functional.dropout(
+                    torch.relu(selfs[nt](h[nt]) + msg.get(nt, 0)), self.dropout, self.training
+                )
                 for nt in h
             }
             outs.append(h[self.target])
@@ -85,5 +91,7 @@ class HeteroSAGEScorer(GNNScorer):
 
     name = "sage"
 
-    def build(self, in_dims: dict[str, int], metadata: tuple[list[str], list[EdgeType]], target: str) -> nn.Module:
+    def build(
+        self, in_dims: dict[str, int], metadata: tuple[list[str], list[EdgeType]], target: str
+    ) -> nn.Module:
         return HeteroSAGE(in_dims, metadata, target, self.hidden, self.layers, self.dropout)

@@ -67,8 +67,13 @@ class StackedScorer:
     @property
     def config(self) -> dict[str, Any]:
         """Constructor arguments, JSON-able."""
-        return {"name": self.name, "base": self.base.config, "folds": self.folds,
-                "second": self.second.config, "seed": self.seed}
+        return {
+            "name": self.name,
+            "base": self.base.config,
+            "folds": self.folds,
+            "second": self.second.config,
+            "seed": self.seed,
+        }
 
     def _stage1(self, dataset: NodeDataset, split: Split) -> np.ndarray:
         y = dataset.y

@@ -100,7 +100,9 @@ class GNNScorer:
         keys = ("hidden", "layers", "dropout", "lr", "weight_decay", "epochs", "patience", "loss", "seed")
         return {"name": self.name, **{k: getattr(self, k) for k in keys}, "features": vars(self.features)}
 
-    def build(self, in_dims: dict[str, int], metadata: tuple[list[str], list[tuple[str, str, str]]], target: str) -> nn.Module:
+    def build(
+        self, in_dims: dict[str, int], metadata: tuple[list[str], list[tuple[str, str, str]]], target: str
+    ) -> nn.Module:
         """The module to train; subclasses override."""
         raise NotImplementedError
 
@@ -119,7 +121,9 @@ class GNNScorer:
         x_dict = {k: v.to(dev) for k, v in x_dict.items()}
         ei_dict = {k: v.to(dev) for k, v in ei_dict.items()}
         metadata = (list(x_dict), list(ei_dict))
-        self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(dev)
+        self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(
+            dev
+        )
         y = torch.as_tensor(np.clip(dataset.y, 0, 1), dtype=torch.float32, device=dev)
         tr = torch.as_tensor(split.train, device=dev)
         y_val = dataset.y[split.val]
@@ -139,7 +143,12 @@ class GNNScorer:
                 val = torch.sigmoid(self.module_(x_dict, ei_dict)).cpu().numpy()[split.val]
             ap = average_precision_score(y_val, val)
             if ap > best:
-                best, best_state, bad, self.best_epoch_ = ap, copy.deepcopy(self.module_.state_dict()), 0, epoch
+                best, best_state, bad, self.best_epoch_ = (
+                    ap,
+                    copy.deepcopy(self.module_.state_dict()),
+                    0,
+                    epoch,
+                )
                 self.validation_scores_ = val.astype(np.float64)
             else:
                 bad += 1
@@ -158,16 +167,25 @@ class GNNScorer:
         mask = self.label_mask_ if label_mask is None else label_mask
         x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features)
         self.module_.eval()
-        logits = self.module_({k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()})
+        logits = self.module_(
+            {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
+        )
         return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, config and feature names, for a registry to save."""
-        return {"config": self.config, "feature_names": self.feature_names,
-                "weights": None if self.module_ is None else self.module_.state_dict()}
+        return {
+            "config": self.config,
+            "feature_names": self.feature_names,
+            "weights": None if self.module_ is None else self.module_.state_dict(),
+        }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.module_!r})" if self.module_ is not None else f"{type(self).__name__}()"
+        return (
+            f"{type(self).__name__}({self.module_!r})"
+            if self.module_ is not None
+            else f"{type(self).__name__}()"
+        )
 
 
 def k_hop_data(data: HeteroData, target: str, node: int, hops: int) -> tuple[HeteroData, int]:
@@ -178,8 +196,12 @@ def k_hop_data(data: HeteroData, target: str, node: int, hops: int) -> tuple[Het
     """
     rels = [et for et in data.edge_types if et[0] == target and et[2] == target]
     n = data[target].num_nodes
-    merged = torch.cat([data[et].edge_index for et in rels], 1) if rels else torch.zeros((2, 0), dtype=torch.long)
-    subset, _, mapping, _ = k_hop_subgraph(node, hops, merged, relabel_nodes=True, num_nodes=n, flow="source_to_target")
+    merged = (
+        torch.cat([data[et].edge_index for et in rels], 1) if rels else torch.zeros((2, 0), dtype=torch.long)
+    )
+    subset, _, mapping, _ = k_hop_subgraph(
+        node, hops, merged, relabel_nodes=True, num_nodes=n, flow="source_to_target"
+    )
     out = HeteroData()
     out[target].x = data[target].x[subset]
     keep = torch.full((n,), -1, dtype=torch.long)
