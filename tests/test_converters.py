@@ -90,8 +90,9 @@ def test_amlsim(tmp_path: Path, sim: str) -> None:
     assert _failures(events[~own].sample(3_000, random_state=0)) == []
 
 
-def test_refuses_to_overwrite(tmp_path: Path) -> None:
+def test_replaces_own_output_only(tmp_path: Path) -> None:
     convert_amlsim(AMLSIM / "20K_cycle200", tmp_path)
+    convert_amlsim(AMLSIM / "20K_cycle200", tmp_path)  # its own earlier output: replaced
     with pytest.raises(FileExistsError):
         convert_sffsd(SFFSD, tmp_path)
     convert_sffsd(SFFSD, tmp_path, overwrite=True)

@@ -205,11 +205,24 @@ def test_formats_hold_the_same_events(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(frames["parquet"], frames["csv"])
 
 
-def test_progress_and_refusing_to_overwrite(tmp_path: Path) -> None:
+def test_progress_and_replacing_output(tmp_path: Path) -> None:
     calls: list[int] = []
-    report = generate(tmp_path, 250, 5, days=2, progress=calls.append)
-    assert calls == sorted(calls) and calls[-1] == report.rows_written
-    with pytest.raises(FileExistsError):
-        generate(tmp_path, 250, 5, days=2)
-    assert generate(tmp_path, 250, 6, days=1, overwrite=True).partitions <= 24
+    generate(tmp_path, 250, 5, days=2, progress=calls.append)
+    assert calls == sorted(calls) and calls[-1] == 250
+    # Its own earlier output is replaced, stale hours included; other data is refused.
+    assert generate(tmp_path, 250, 6, days=1).partitions <= 24
     assert len(partition_files(tmp_path)) <= 24
+    foreign = tmp_path / "foreign"
+    (foreign / "events").mkdir(parents=True)
+    (foreign / "events" / "data.csv").write_text("x\n")
+    with pytest.raises(FileExistsError):
+        generate(foreign, 250, 5, days=1)
+    generate(foreign, 250, 5, days=1, overwrite=True)
+    assert not (foreign / "events" / "data.csv").exists()
+
+
+def test_smallest_population(tmp_path: Path) -> None:
+    report = generate(tmp_path, 100, 1, days=2)
+    assert set(report.rings) == set(TYPOLOGIES) and all(report.rings.values())
+    with pytest.raises(ValueError, match="at least 100"):
+        generate(tmp_path / "tiny", 99, 1)

@@ -53,7 +53,7 @@ def convert_amlsim(
 
     Raises:
         ValueError: if the files lack AMLSim's columns.
-        FileExistsError: if ``out_dir`` holds events and ``overwrite`` is false.
+        FileExistsError: if ``out_dir`` holds events of another source and ``overwrite`` is false.
     """
     sim_dir, out_dir = Path(sim_dir), Path(out_dir)
     start_ms = check_start(start)
@@ -65,7 +65,7 @@ def convert_amlsim(
     ):
         if not cols <= set(frame.columns):
             raise ValueError(f"{sim_dir / name} lacks AMLSim columns {sorted(cols - set(frame.columns))}")
-    prepare_out_dir(out_dir, overwrite)
+    prepare_out_dir(out_dir, overwrite, "amlsim")
 
     n = len(tx)
     amount = tx["value"].to_numpy(dtype=np.float64)

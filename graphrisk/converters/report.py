@@ -29,16 +29,28 @@ class ConversionReport:
     files: list[Path] = field(repr=False)
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Create ``out_dir``; refuse (or clear, with ``overwrite``) events already there."""
+def prepare_out_dir(out_dir: Path, overwrite: bool, converter: str) -> None:
+    """Create ``out_dir``, replacing an earlier output of ``converter`` there.
+
+    Raises:
+        FileExistsError: if ``out_dir`` holds other events and ``overwrite`` is false.
+    """
     events = out_dir / "events"
     if events.exists() and any(events.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{events} already holds events; pass overwrite=True to replace them")
+        if not (overwrite or _written_by(out_dir) == converter):
+            raise FileExistsError(f"{events} holds events not written by this converter; pass overwrite=True")
         # Stale partitions of an earlier, longer conversion would otherwise stay behind.
         shutil.rmtree(events)
         shutil.rmtree(out_dir / "labels", ignore_errors=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+
+
+def _written_by(out_dir: Path) -> str | None:
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest.get("converter") if isinstance(manifest, dict) else None
 
 
 def check_start(start: datetime) -> int:

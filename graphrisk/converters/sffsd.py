@@ -50,7 +50,7 @@ def convert_sffsd(
 
     Raises:
         ValueError: if the CSV lacks the S-FFSD columns.
-        FileExistsError: if ``out_dir`` holds events and ``overwrite`` is false.
+        FileExistsError: if ``out_dir`` holds events of another source and ``overwrite`` is false.
     """
     csv_path, out_dir = Path(csv_path), Path(out_dir)
     start_ms = check_start(start)
@@ -58,7 +58,7 @@ def convert_sffsd(
     missing = set(COLUMNS) - set(df.columns)
     if missing:
         raise ValueError(f"{csv_path} is not S-FFSD: missing columns {sorted(missing)}")
-    prepare_out_dir(out_dir, overwrite)
+    prepare_out_dir(out_dir, overwrite, "sffsd")
 
     n = len(df)
     event_id = pc.binary_join_element_wise("sffsd-", pc.cast(pa.array(np.arange(n)), pa.string()), "")

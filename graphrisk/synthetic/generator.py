@@ -85,11 +85,13 @@ def generate(
     """Generate ``users`` users' events over ``days`` days from ``start`` into ``out_dir``.
 
     The same arguments give byte-identical output. ``progress`` is called after each day is
-    written with the number of event rows written so far. ``fraud_rate`` is the target share of
-    users in rings (about 2 %; small populations get at least one ring of each typology).
+    written with how many users' worth of events are written so far (rows written scaled to
+    ``users``, ending at ``users``). ``fraud_rate`` is the target share of users in rings
+    (about 2 %; small populations get at least one ring of each typology). An earlier output of
+    ``generate`` in ``out_dir`` is replaced.
 
     Raises:
-        FileExistsError: if ``out_dir`` already holds events and ``overwrite`` is false.
+        FileExistsError: if ``out_dir`` holds other events and ``overwrite`` is false.
         ValueError: on out-of-range arguments.
     """
     out_dir = Path(out_dir)
@@ -112,6 +114,7 @@ def generate(
     lookup = _Lookup.of(world)
     files: list[Path] = []
     written = 0
+    total_rows = len(events) + int(duplicate.sum())
     day_starts = start_ms + np.arange(days + 1) * DAY_MS
     bounds = np.searchsorted(arrival, day_starts)
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
@@ -122,7 +125,7 @@ def generate(
         files += write_partitioned(table, out_dir, fmt, partition_time=arrival[rows])
         written += len(rows)
         if progress is not None:
-            progress(written)
+            progress(users * written // total_rows)
 
     _write_labels(out_dir, world, planted)
     report = GenerationReport(
@@ -146,8 +149,8 @@ def _check(
     users: int, seed: int, days: int, start: datetime, fmt: str, fraud_rate: float, invalid_rate: float,
     duplicate_rate: float,
 ) -> None:  # fmt: skip
-    if users < 200:
-        raise ValueError("users must be at least 200 (rings need honest users around them)")
+    if users < 100:
+        raise ValueError("users must be at least 100 (rings need honest users around them)")
     if seed < 0:
         raise ValueError("seed must be non-negative")
     if not 1 <= days <= 366:
@@ -165,12 +168,23 @@ def _check(
 def _prepare(out_dir: Path, overwrite: bool) -> None:
     events_dir = out_dir / "events"
     if events_dir.exists() and any(events_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{events_dir} already holds events; pass overwrite=True to replace them")
+        if not (overwrite or _is_own_output(out_dir)):
+            raise FileExistsError(
+                f"{events_dir} holds events not written by the generator; pass overwrite=True"
+            )
         # Stale hours from a longer earlier run would otherwise survive next to the new ones.
         shutil.rmtree(events_dir)
         shutil.rmtree(out_dir / "labels", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _is_own_output(out_dir: Path) -> bool:
+    # An earlier run's output is ours to replace; anything else is someone's data.
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == "graphrisk.synthetic"
 
 
 @dataclass(frozen=True)
