@@ -120,7 +120,7 @@ def server_cmd(
 @app.command("generate")
 def generate_cmd(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/synthetic"),
-    users: Annotated[int, typer.Option(min=10, help="Number of users.")] = 10_000,
+    users: Annotated[int, typer.Option(min=100, help="Number of users.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed; the output is deterministic per seed.")] = 1,
     days: Annotated[int, typer.Option(min=1, help="Days of activity.")] = 14,
     fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or csv.")] = "parquet",
