@@ -59,6 +59,11 @@ def score_users(
     tmp = path.with_suffix(".tmp")
     table.to_parquet(tmp, index=False)
     tmp.replace(path)
+    # Published for online scoring: new applicants' neighbours are read from here.
+    features = pd.DataFrame(dataset.x, columns=dataset.feature_names)
+    features.insert(0, "id", dataset.node_ids)
+    features.to_parquet(out_dir / "user_features.parquet.tmp", index=False)
+    (out_dir / "user_features.parquet.tmp").replace(out_dir / "user_features.parquet")
     if store is not None:
         rows = [
             {"id": i, "score": float(s), "band": str(b)}

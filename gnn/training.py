@@ -50,16 +50,27 @@ class RiskModel:
     feature_names: list[str]
     train_labels: pd.DataFrame = field(repr=False)
 
-    def predict(self, dataset: NodeDataset) -> np.ndarray:
-        """Calibrated probabilities for every user of ``dataset``.
+    def label_mask(self, dataset: NodeDataset) -> np.ndarray:
+        """Which of ``dataset``'s users had their label read in training (new users: none).
 
-        Label features read only the labels the model was trained with, mapped onto this
-        dataset's users (new users are unlabelled).
+        The dataset's ``y`` is filled from the training labels for those users, so label
+        features see exactly what they saw in training.
         """
         known = np.zeros(dataset.num_nodes, dtype=bool)
         pos = pd.Index(dataset.node_ids).get_indexer(self.train_labels["user_id"])
-        known[pos[pos >= 0]] = True
-        raw = self.scorer.predict_proba(dataset, label_mask=known)
+        hit = pos >= 0
+        known[pos[hit]] = True
+        dataset.y[pos[hit]] = self.train_labels["is_fraud"].to_numpy()[hit]
+        return known
+
+    @property
+    def known_fraud(self) -> frozenset[str]:
+        """Users labelled fraud in training."""
+        return frozenset(self.train_labels.loc[self.train_labels["is_fraud"] == 1, "user_id"])
+
+    def predict(self, dataset: NodeDataset) -> np.ndarray:
+        """Calibrated probabilities for every user of ``dataset``."""
+        raw = self.scorer.predict_proba(dataset, label_mask=self.label_mask(dataset))
         return self.calibrator.transform(raw)
 
     def band(self, scores: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ validated once at start; development defaults for secrets are refused in product
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,12 @@ from graphrisk.errors import ConfigError
 
 _DEV_PASSWORD = "graphrisk-dev-password"
 _DEV_KEY = "graphrisk-development-only-pseudonymisation-key"
+
+_DEV_API_KEYS = {
+    "dev-onboarding-key": "onboarding",
+    "dev-investigator-key": "investigator",
+    "dev-admin-key": "admin",
+}
 
 # Static reference rates to the base currency. Production deployments override these with
 # their treasury's daily rates; a currency missing here sends the payment to the dead letters.
@@ -64,6 +71,15 @@ class Settings(BaseSettings):
     # Where runs keep their snapshot, dead letters and reports.
     data_dir: Path = Path("var")
 
+    # API: key -> role (onboarding | investigator | admin). Development gets one key per role.
+    api_keys: dict[str, Literal["onboarding", "investigator", "admin"]] = Field(
+        default_factory=lambda: dict(_DEV_API_KEYS)
+    )
+    audit_url: str = "sqlite:///var/audit.db"
+    rate_limit_per_minute: int = Field(6000, ge=1)
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
+    new_applicant_timeout_s: float = Field(2.0, gt=0)
+
     # Beam.
     beam_runner: str = "DirectRunner"
     beam_workers: int = Field(1, ge=1, le=64)
@@ -85,6 +101,9 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "pseudonymisation_key is the development default; set GRAPHRISK_PSEUDONYMISATION_KEY"
                 )
+            dev_keys = set(_DEV_API_KEYS) & set(self.api_keys)
+            if dev_keys:
+                raise ValueError("api_keys contains development keys; set GRAPHRISK_API_KEYS")
         if len(self.pseudonymisation_key.get_secret_value()) < 16:
             raise ValueError("pseudonymisation_key must be at least 16 characters")
         if self.base_currency not in self.fx_rates:
@@ -108,7 +127,9 @@ class Settings(BaseSettings):
 
     def public_view(self) -> dict[str, Any]:
         """The effective settings with secrets hidden, for ``graphrisk config``."""
-        return self.model_dump(mode="json")
+        view = self.model_dump(mode="json")
+        view["api_keys"] = {f"sha256:{hashlib.sha256(k.encode()).hexdigest()[:12]}": r for k, r in self.api_keys.items()}
+        return view
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""The graphrisk risk API: scores for onboarding, rings and explanations for investigators."""

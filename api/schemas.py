@@ -1,0 +1,81 @@
+"""Request and response models of the v1 API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphrisk.events import DeviceInfo, Id, IdentityDocument, PostalAddress
+
+
+class Applicant(BaseModel):
+    """An applicant, as the onboarding service sends it (the fields of an onboarding event)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    user_id: Id
+    document: IdentityDocument
+    device: DeviceInfo
+    email: str = Field(min_length=3, max_length=320)
+    phone: str = Field(min_length=4, max_length=32)
+    ip: str = Field(min_length=2, max_length=64)
+    address: PostalAddress
+    time: int | str | None = Field(None, description="ISO-8601 with zone or epoch ms; default now")
+
+
+class Reason(BaseModel):
+    """One reason behind a score."""
+
+    code: str
+    text: str
+    weight: float | None = None
+
+
+class ScoreResponse(BaseModel):
+    """A calibrated risk score with its decision band and reasons."""
+
+    user_id: str
+    score: float = Field(ge=0, le=1)
+    band: Literal["allow", "review", "block"]
+    model_version: str
+    known_user: bool
+    stale: bool = False
+    reasons: list[Reason] = []
+    ring_id: str | None = None
+
+
+class FeatureContribution(BaseModel):
+    """How much one feature moved the score (log-odds, from TreeSHAP)."""
+
+    feature: str
+    value: float | None
+    contribution: float
+
+
+class EvidenceItem(BaseModel):
+    """An identifier the user shares, with whom."""
+
+    relationship: str
+    identifier: str
+    shared_with: int
+    confirmed_fraud: int
+    others: list[str]
+
+
+class Explanation(BaseModel):
+    """Why a user scored as it did."""
+
+    user_id: str
+    score: float | None
+    model_version: str | None
+    reasons: list[Reason]
+    contributions: list[FeatureContribution]
+    evidence: list[EvidenceItem]
+
+
+class HealthResponse(BaseModel):
+    """Liveness / readiness."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    detail: dict[str, object] = {}

@@ -1,0 +1,115 @@
+"""What the API holds in memory: store client, model, published scores, audit log, limits.
+
+Loaded once in the app's lifespan. Scores are published by ``graphrisk score`` as Parquet and
+read here into a dict, so a known user's score is a lookup that does not touch the store: it
+keeps working (marked stale) when the store is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from api.audit import AuditLog
+from api.auth import KeyRing
+from api.ratelimit import RateLimiter
+from gnn.online import ApplicantScorer
+from gnn.registry import ModelMeta, ModelRegistry, RegistryError
+from graphrisk.config import Settings
+from graphrisk.pseudonymise import Pseudonymiser
+from graphrisk.store import GraphStore
+from pipelines.pseudonymise import RepeatedIdentifiers
+
+log = logging.getLogger("graphrisk.api")
+
+
+@dataclass(frozen=True)
+class CachedScore:
+    """A user's last computed score."""
+
+    score: float
+    band: str
+    model_version: str
+
+
+@dataclass
+class AppState:
+    """Everything a request handler may need."""
+
+    settings: Settings
+    store: GraphStore
+    audit: AuditLog
+    keys: KeyRing
+    limiter: RateLimiter
+    scores: dict[str, CachedScore] = field(default_factory=dict)
+    scores_loaded_at: float = 0.0
+    model_meta: ModelMeta | None = None
+    applicant_scorer: ApplicantScorer | None = None
+    known_fraud: frozenset[str] = frozenset()
+    store_ok_at: float = 0.0
+
+    @classmethod
+    def load(cls, settings: Settings) -> AppState:
+        """Open the store and the audit log, load the production model and published scores."""
+        state = cls(
+            settings=settings,
+            store=GraphStore(settings),
+            audit=AuditLog(settings.audit_url),
+            keys=KeyRing(dict(settings.api_keys)),
+            limiter=RateLimiter(settings.rate_limit_per_minute),
+        )
+        state.reload()
+        return state
+
+    def reload(self) -> None:
+        """(Re)load the production model and the published scores, if there are any."""
+        scores_dir = self.settings.data_dir / "scores"
+        path = scores_dir / "user_scores.parquet"
+        if path.exists():
+            table = pd.read_parquet(path)
+            self.scores = {
+                i: CachedScore(float(s), str(b), str(v))
+                for i, s, b, v in zip(
+                    table["id"], table["score"], table["band"], table["model_version"], strict=True
+                )
+            }
+            self.scores_loaded_at = time.time()
+        try:
+            model, meta = ModelRegistry(self.settings.data_dir / "models").load()
+        except RegistryError as exc:
+            log.warning("no production model: %s", exc)
+            return
+        self.model_meta = meta
+        self.known_fraud = model.known_fraud
+        feats_path = scores_dir / "user_features.parquet"
+        if feats_path.exists():
+            feats = pd.read_parquet(feats_path).set_index("id")
+            ids = RepeatedIdentifiers(
+                Pseudonymiser(self.settings.pseudonymisation_key.get_secret_value().encode())
+            )
+            self.applicant_scorer = ApplicantScorer(
+                model, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
+            )
+
+    def close(self) -> None:
+        """Release connections."""
+        self.store.close()
+        self.audit.close()
+
+    def describe(self) -> dict[str, Any]:
+        """For /readyz."""
+        return {
+            "model_version": self.model_meta.version if self.model_meta else None,
+            "scores": len(self.scores),
+            "online_scoring": self.applicant_scorer is not None,
+        }
+
+
+def scores_path(data_dir: Path) -> Path:
+    """Where ``graphrisk score`` publishes scores."""
+    return data_dir / "scores" / "user_scores.parquet"

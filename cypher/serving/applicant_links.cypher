@@ -1,0 +1,26 @@
+// Users already linked to a new applicant's identifiers, with when they linked: the applicant's
+// 1-hop identifiers and 2-hop users, read without writing the applicant. Each pattern is
+// anchored on an indexed id; a chain of OPTIONAL MATCHes (not UNION inside CALL, which ArcadeDB
+// plans without the index) keeps it one round trip.
+OPTIONAL MATCH (n1:Device {id: $device})<-[r1:USED_DEVICE]-(u1:User)
+WITH collect({rel: 'USED_DEVICE', node: n1.id, node_events: n1.event_count, node_first: n1.first_seen, user: u1.id, linked_at: r1.first_seen}) AS links
+OPTIONAL MATCH (n2:IP {id: $ip})<-[r2:USED_IP]-(u2:User)
+WITH links, collect({rel: 'USED_IP', node: n2.id, node_events: n2.event_count, node_first: n2.first_seen, user: u2.id, linked_at: r2.first_seen}) AS more
+WITH links + more AS links
+OPTIONAL MATCH (n3:Document {id: $document})<-[r3:HAS_DOCUMENT]-(u3:User)
+WITH links, collect({rel: 'HAS_DOCUMENT', node: n3.id, node_events: n3.event_count, node_first: n3.first_seen, user: u3.id, linked_at: r3.first_seen}) AS more
+WITH links + more AS links
+OPTIONAL MATCH (n4:Email {id: $email})<-[r4:HAS_EMAIL]-(u4:User)
+WITH links, collect({rel: 'HAS_EMAIL', node: n4.id, node_events: n4.event_count, node_first: n4.first_seen, user: u4.id, linked_at: r4.first_seen}) AS more
+WITH links + more AS links
+OPTIONAL MATCH (n5:Phone {id: $phone})<-[r5:HAS_PHONE]-(u5:User)
+WITH links, collect({rel: 'HAS_PHONE', node: n5.id, node_events: n5.event_count, node_first: n5.first_seen, user: u5.id, linked_at: r5.first_seen}) AS more
+WITH links + more AS links
+OPTIONAL MATCH (n6:Address {id: $address})<-[r6:LIVES_AT]-(u6:User)
+WITH links, collect({rel: 'LIVES_AT', node: n6.id, node_events: n6.event_count, node_first: n6.first_seen, user: u6.id, linked_at: r6.first_seen}) AS more
+WITH links + more AS links
+UNWIND links AS link
+WITH link WHERE link.user IS NOT NULL
+RETURN link.rel AS rel, link.node AS node, link.node_events AS node_events, link.node_first AS node_first,
+       link.user AS user, link.linked_at AS linked_at
+LIMIT $limit
