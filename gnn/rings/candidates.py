@@ -72,6 +72,7 @@ class ClusterConfig:
         resolution: Leiden RB-configuration resolution of the first split.
         seed: Leiden seed.
         backend: ``"igraph"`` (igraph's C Leiden, default, fast) or ``"leidenalg"``.
+        duplicate_jaccard: Clusters of different views this similar are kept once.
         core: Members need this many neighbours inside their cluster (pendants, e.g. a scam
             victim who paid a mule once, are trimmed off iteratively).
     """
@@ -83,10 +84,11 @@ class ClusterConfig:
     transfer_weight: float = 1.0
     max_size: int = 60
     min_size: int = 3
-    resolution: float = 1.0
+    resolution: float = 0.6
     seed: int = 0
     core: int = 2
     backend: str = "igraph"
+    duplicate_jaccard: float = 0.8
 
 
 @dataclass
@@ -107,29 +109,39 @@ class UserGraph:
 
 
 @dataclass
-class Clusters:
-    """Cluster index per user (``-1``: in no candidate cluster), and the graph they came from."""
+class Candidates:
+    """Candidate clusters (user indices, sorted), the view each came from, and the full user graph.
+
+    A user may sit in one cluster per view; clusters found by both views are kept once.
+    """
 
     graph: UserGraph
-    label: np.ndarray
+    members: list[np.ndarray]
+    views: list[str]
+    cutoffs: dict[str, dict[str, int]] = field(default_factory=dict)
     split_components: int = 0
 
     @property
     def num_clusters(self) -> int:
         """Candidate clusters."""
-        return int(self.label.max()) + 1 if len(self.label) and self.label.max() >= 0 else 0
+        return len(self.members)
 
-    def members(self) -> list[np.ndarray]:
-        """User indices per cluster, sorted."""
-        idx = np.flatnonzero(self.label >= 0)
-        order = idx[np.argsort(self.label[idx], kind="stable")]
-        bounds = np.searchsorted(self.label[order], np.arange(self.num_clusters + 1))
-        return [order[bounds[i] : bounds[i + 1]] for i in range(self.num_clusters)]
+    @property
+    def user_ids(self) -> np.ndarray:
+        """User id per user index."""
+        return self.graph.user_ids
 
     def member_table(self) -> pd.DataFrame:
-        """``cluster, user_id`` rows."""
-        idx = np.flatnonzero(self.label >= 0)
-        return pd.DataFrame({"cluster": self.label[idx], "user_id": self.graph.user_ids[idx]})
+        """``cluster, user_index, user_id`` rows."""
+        sizes = [len(m) for m in self.members]
+        idx = np.concatenate(self.members) if self.members else np.zeros(0, dtype=np.int64)
+        return pd.DataFrame(
+            {
+                "cluster": np.repeat(np.arange(len(sizes)), sizes),
+                "user_index": idx,
+                "user_id": self.graph.user_ids[idx],
+            }
+        )
 
 
 def learn_cutoff(degrees: np.ndarray, cfg: ClusterConfig) -> int:
@@ -180,15 +192,24 @@ def build_user_graph(
     nodes: dict[NodeLabel, pd.DataFrame],
     edges: dict[RelType, pd.DataFrame],
     cfg: ClusterConfig | None = None,
+    rels: tuple[RelType, ...] = IDENTIFIER_RELS,
+    transfers: bool = True,
+    uidx: pd.Index | None = None,
 ) -> UserGraph:
-    """The weighted user-user graph of a snapshot (tables as :func:`~pipelines.snapshot.load_snapshot`)."""
+    """The weighted user-user graph of a snapshot (tables as :func:`~pipelines.snapshot.load_snapshot`).
+
+    Args:
+        rels: Identifier relations that link users.
+        transfers: Whether P2P transfers link users.
+        uidx: User index to use (default: every user of the tables).
+    """
     cfg = cfg or ClusterConfig()
-    uidx = _user_index(nodes, edges)
+    uidx = _user_index(nodes, edges) if uidx is None else uidx
     n = len(uidx)
     parts_a, parts_b, parts_w = [], [], []
     cutoffs: dict[str, int] = {}
     dropped: dict[str, int] = {}
-    for rel in IDENTIFIER_RELS:
+    for rel in rels:
         e = edges.get(rel)
         if e is None or e.empty:
             continue
@@ -207,7 +228,7 @@ def build_user_graph(
         parts_a.append(a)
         parts_b.append(b)
         parts_w.append(1.0 / np.log1p(k.astype(np.float64)))
-    t = edges.get(RelType.TRANSFERRED_TO)
+    t = edges.get(RelType.TRANSFERRED_TO) if transfers else None
     if t is not None and len(t):
         s, d = uidx.get_indexer(t["src"]), uidx.get_indexer(t["dst"])
         ok = (s >= 0) & (d >= 0) & (s != d)
@@ -290,8 +311,12 @@ def split_component(
     return out
 
 
-def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> Clusters:
-    """Components of the user graph, large ones split with Leiden; clusters numbered by smallest member."""
+def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[np.ndarray, int]:
+    """Cluster per user (``-1``: none) and how many components were split.
+
+    Components of the user graph, large ones split with Leiden, pendants trimmed; clusters
+    numbered by their smallest member, so numbering is deterministic.
+    """
     cfg = cfg or ClusterConfig()
     n = graph.num_users
     adj = coo_matrix((np.ones(len(graph.a)), (graph.a, graph.b)), shape=(n, n))
@@ -318,7 +343,7 @@ def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> Cluster
         first = pd.Series(np.flatnonzero(has)).groupby(label[has]).min()
         rank = pd.Series(np.arange(len(first)), index=first.sort_values().index)
         label[has] = rank.reindex(label[has]).to_numpy()
-    return Clusters(graph=graph, label=label, split_components=len(big))
+    return label, len(big)
 
 
 def _trim(label: np.ndarray, a: np.ndarray, b: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
@@ -338,3 +363,73 @@ def _trim(label: np.ndarray, a: np.ndarray, b: np.ndarray, cfg: ClusterConfig) -
     small[has] = sizes[label[has]] < cfg.min_size
     label[small] = -1
     return label
+
+
+# Views: fake identities share identity attributes; recruited customers (mules, bust-outs) keep
+# their own identities and families, and show up in how money moves instead. Clustering each
+# view apart stops a mule's household from swallowing the ring.
+VIEWS: dict[str, tuple[tuple[RelType, ...], bool]] = {
+    "identity": (
+        (
+            RelType.USED_DEVICE,
+            RelType.HAS_DOCUMENT,
+            RelType.HAS_PHONE,
+            RelType.HAS_EMAIL,
+            RelType.USED_IP,
+            RelType.LIVES_AT,
+            RelType.USED_CARD,
+        ),
+        False,
+    ),  # fmt: skip
+    "money": ((RelType.PAID, RelType.USED_CARD), True),
+}
+
+
+def _groups(label: np.ndarray) -> list[np.ndarray]:
+    idx = np.flatnonzero(label >= 0)
+    order = idx[np.argsort(label[idx], kind="stable")]
+    bounds = np.searchsorted(label[order], np.arange(int(label.max()) + 2 if len(idx) else 1))
+    return [np.sort(order[bounds[i] : bounds[i + 1]]) for i in range(len(bounds) - 1)]
+
+
+def _dedupe(
+    members: list[np.ndarray], views: list[str], threshold: float
+) -> tuple[list[np.ndarray], list[str]]:
+    """Drop clusters whose Jaccard with an earlier kept cluster is at least ``threshold``."""
+    if not members:
+        return members, views
+    sizes = np.array([len(m) for m in members])
+    cl = np.repeat(np.arange(len(members)), sizes)
+    df = pd.DataFrame({"c": cl, "u": np.concatenate(members)})
+    pairs = df.merge(df, on="u")
+    pairs = pairs[pairs["c_x"] < pairs["c_y"]]
+    inter = pairs.groupby(["c_x", "c_y"]).size().reset_index(name="n")
+    jac = inter["n"] / (sizes[inter["c_x"]] + sizes[inter["c_y"]] - inter["n"])
+    drop = set(inter.loc[jac >= threshold, "c_y"].tolist())
+    keep = [i for i in range(len(members)) if i not in drop]
+    return [members[i] for i in keep], [views[i] for i in keep]
+
+
+def find_candidates(
+    nodes: dict[NodeLabel, pd.DataFrame],
+    edges: dict[RelType, pd.DataFrame],
+    cfg: ClusterConfig | None = None,
+) -> Candidates:
+    """Candidate clusters of a snapshot: each view clustered apart, near-duplicates dropped."""
+    cfg = cfg or ClusterConfig()
+    uidx = _user_index(nodes, edges)
+    members: list[np.ndarray] = []
+    views: list[str] = []
+    cutoffs: dict[str, dict[str, int]] = {}
+    split = 0
+    for name, (rels, transfers) in VIEWS.items():
+        g = build_user_graph(nodes, edges, cfg, rels=rels, transfers=transfers, uidx=uidx)
+        label, n_split = find_clusters(g, cfg)
+        split += n_split
+        groups = _groups(label)
+        members += groups
+        views += [name] * len(groups)
+        cutoffs[name] = g.cutoffs
+    members, views = _dedupe(members, views, cfg.duplicate_jaccard)
+    full = build_user_graph(nodes, edges, cfg, uidx=uidx)
+    return Candidates(graph=full, members=members, views=views, cutoffs=cutoffs, split_components=split)

@@ -101,14 +101,23 @@ def snapshot_from_events(
     if exact:
         ids = {
             RelType.HAS_DOCUMENT: _per_unique(
-                onb["document.type"] + "\x1f" + onb["document.number"] + "\x1f" + onb["document.issuing_country"],
+                onb["document.type"]
+                + "\x1f"
+                + onb["document.number"]
+                + "\x1f"
+                + onb["document.issuing_country"],
                 lambda v: normalise_document(*v.split("\x1f")).value,
             ),
             RelType.HAS_EMAIL: _per_unique(onb["email"], lambda v: normalise_email(v).value),
             RelType.HAS_PHONE: _per_unique(onb["phone"], lambda v: normalise_phone(v).value),
             RelType.LIVES_AT: _per_unique(
-                onb["address.line1"] + "\x1f" + onb["address.city"] + "\x1f"
-                + onb["address.postcode"].fillna("") + "\x1f" + onb["address.country"],
+                onb["address.line1"]
+                + "\x1f"
+                + onb["address.city"]
+                + "\x1f"
+                + onb["address.postcode"].fillna("")
+                + "\x1f"
+                + onb["address.country"],
                 lambda v: normalise_address(*v.split("\x1f")).value,
             ),  # fmt: skip
         }
