@@ -49,7 +49,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
+from graphrisk.graph_schema import NodeLabel, RelType
 
 IDENTIFIER_RELS: tuple[RelType, ...] = (
     RelType.USED_DEVICE, RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL,
@@ -380,7 +380,7 @@ VIEWS: dict[str, tuple[tuple[RelType, ...], bool]] = {
             RelType.USED_CARD,
         ),
         False,
-    ),  # fmt: skip
+    ),
     "money": ((RelType.PAID, RelType.USED_CARD), True),
 }
 

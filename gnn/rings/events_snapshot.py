@@ -51,7 +51,7 @@ def _per_unique(values: pd.Series, fn: Callable[[str], str]) -> pd.Series:
     for v in uniq:
         try:
             out[v] = fn(v)
-        except Exception:  # noqa: BLE001 - any normalisation failure dead-letters the event
+        except Exception:
             out[v] = np.nan
     return values.map(out)
 
@@ -95,7 +95,7 @@ def snapshot_from_events(
     """Node and edge tables in :func:`~pipelines.snapshot.load_snapshot`'s format."""
     ev = read_events(Path(events_dir))
     rates = fx_rates or dict(_DEFAULT_FX)
-    t = ev["time"]
+    ev["time"]
     typ = ev["event_type"]
     onb = ev[typ == "onboarding"]
     if exact:
@@ -119,7 +119,7 @@ def snapshot_from_events(
                 + "\x1f"
                 + onb["address.country"],
                 lambda v: normalise_address(*v.split("\x1f")).value,
-            ),  # fmt: skip
+            ),
         }
     else:
         ids = {

@@ -103,7 +103,7 @@ class RingModel:
     @staticmethod
     def load(path: Path) -> RingModel:
         """Load a model saved with :meth:`save`."""
-        model = pickle.loads(Path(path).read_bytes())  # noqa: S301 - our own artefact, in our data dir
+        model = pickle.loads(Path(path).read_bytes())
         if not isinstance(model, RingModel):
             raise TypeError(f"{path} does not hold a RingModel")
         return model
