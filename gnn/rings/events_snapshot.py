@@ -186,3 +186,33 @@ def write_snapshot(
         df.to_parquet(cur / "nodes" / f"{label.value}.parquet", index=False)
     for rel, df in edges.items():
         df.to_parquet(cur / "edges" / f"{rel.value}.parquet", index=False)
+
+
+def amlsim_transfer_graph(
+    directory: Path,
+) -> tuple[dict[NodeLabel, pd.DataFrame], dict[RelType, pd.DataFrame], pd.DataFrame]:
+    """An AMLSim folder as snapshot tables (users and transfers only) and ``user_id, is_fraud`` labels.
+
+    AMLSim has accounts and transfers, no identifiers: rings show only in how money moves.
+    ``time`` is a simulation step, used as hours.
+    """
+    directory = Path(directory)
+    acc = pd.read_csv(directory / "nodes.csv")
+    tx = pd.read_csv(directory / "transactions.csv")
+    ids = acc["nodeid"].astype(str)
+    t = tx["time"].astype(np.int64) * 3_600_000
+    edges = {rel: pd.DataFrame(columns=list(EDGE_COLUMNS)) for rel in EDGE_TYPES}
+    edges[RelType.TRANSFERRED_TO] = _edge_table(
+        tx["sourceNodeId"].astype(str), tx["targetNodeId"].astype(str), t, tx["value"].astype(float)
+    )
+    nodes = {lab: pd.DataFrame(columns=[f.name for f in node_schema(lab)]) for lab in NodeLabel}
+    both = pd.concat([tx["sourceNodeId"], tx["targetNodeId"]]).astype(str)
+    users = _node_table(NodeLabel.USER, both, pd.concat([t, t]))
+    users = pd.DataFrame({"id": ids}).merge(users, on="id", how="left")
+    users[["first_seen", "last_seen", "event_count"]] = users[
+        ["first_seen", "last_seen", "event_count"]
+    ].fillna(0)
+    users["onboarded_at"] = users["first_seen"]
+    nodes[NodeLabel.USER] = users[[f.name for f in node_schema(NodeLabel.USER)]]
+    labels = pd.DataFrame({"user_id": ids, "is_fraud": acc["isFraud"].astype(int)})
+    return nodes, edges, labels
