@@ -61,15 +61,15 @@ def candidates(dataset: str, names: list[str]) -> dict[str, Callable[[int], Any]
     return {n: table[n] for n in names}
 
 
-def load_all(data_dir: Path, seeds: int, which: list[str]) -> list[NodeDataset]:
-    """The benchmark datasets, each with ``seeds`` splits (Tolokers: its first ``seeds`` masks)."""
+def load_all(data_dir: Path, seeds: int, which: list[str], masks: int = 10) -> list[NodeDataset]:
+    """The benchmark datasets, each with ``seeds`` splits (Tolokers: its first ``masks`` masks)."""
     out = []
     s = list(range(seeds))
     if "sffsd" in which:
         out.append(load_sffsd(data_dir / "sffsd" / "S-FFSD.csv", seeds=s))
     if "tolokers" in which:
         d = load_tolokers(data_dir / "tolokers" / "tolokers.npz")
-        d.splits = d.splits[: max(seeds, 1)] if seeds < len(d.splits) else d.splits
+        d.splits = d.splits[:masks]
         out.append(d)
     if "amlsim" in which:
         for sub in ("20K_cycle200", "20K_fanin200", "20K_fanin200cycle200"):
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ["logreg", *names]  # the baseline column
 
     rows = []
-    for ds in load_all(args.data_dir, args.seeds, args.datasets.split(",")):
+    for ds in load_all(args.data_dir, args.seeds, args.datasets.split(","), args.tolokers_masks):
         t0 = time.perf_counter()
         report = evaluate_dataset(
             ds, candidates(ds.name, names), out_dir=args.out, log=print if args.verbose else None

@@ -63,6 +63,7 @@ class FeatureOptions:
     label_hops: int = 2
     history_labels: bool = True
     max_neighbour_columns: int | None = 64
+    reduces: tuple[str, ...] = ("mean", "max", "min", "std", "sum")
 
 
 def tabular_features(
@@ -75,7 +76,7 @@ def tabular_features(
         cols = None
         if options.max_neighbour_columns is not None and dataset.x.shape[1] > options.max_neighbour_columns:
             cols = list(range(options.max_neighbour_columns))
-        m, n = neighbour_features(dataset, hops=options.neighbour_hops, columns=cols)
+        m, n = neighbour_features(dataset, hops=options.neighbour_hops, reduces=options.reduces, columns=cols)
         blocks.append(m)
         names += n
     if options.label_hops > 0:
