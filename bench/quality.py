@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, default=5, help="splits per dataset (Tolokers: 10 uses all masks)"
     )
     parser.add_argument("--out", type=Path, default=None, help="folder for JSON reports and PNGs")
+    parser.add_argument("--tolokers-masks", type=int, default=10, help="how many of the ten given masks")
     parser.add_argument("--datasets", default="sffsd,tolokers,amlsim")
     parser.add_argument("--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn")
     parser.add_argument("--threads", type=int, default=2)
