@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument(
-        "--seeds", type=int, default=5, help="splits per dataset (Tolokers: 10 uses all masks)"
+        "--seeds", type=int, default=5, help="random splits per dataset (S-FFSD, AMLSim)"
     )
     parser.add_argument("--out", type=Path, default=None, help="folder for JSON reports and PNGs")
     parser.add_argument("--tolokers-masks", type=int, default=10, help="how many of the ten given masks")
