@@ -47,6 +47,7 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
     return guard
 
 
+ScoreCaller = Annotated[Principal, Depends(require(Role.ONBOARDING))]
 Onboarding = Annotated[Principal, Depends(require(Role.ONBOARDING, Role.INVESTIGATOR))]
 Investigator = Annotated[Principal, Depends(require(Role.INVESTIGATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]

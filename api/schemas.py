@@ -67,7 +67,10 @@ class Explanation(BaseModel):
     """Why a user scored as it did."""
 
     user_id: str
-    score: float | None
+    score: float = Field(
+        description="score re-computed over the user's identifier neighbourhood, which the contributions explain"
+    )
+    published_score: float | None = Field(description="the last batch score")
     model_version: str | None
     reasons: list[Reason]
     contributions: list[FeatureContribution]

@@ -51,6 +51,7 @@ class AppState:
     model_meta: ModelMeta | None = None
     applicant_scorer: ApplicantScorer | None = None
     known_fraud: frozenset[str] = frozenset()
+    ring_of: dict[str, str] = field(default_factory=dict)
     store_ok_at: float = 0.0
 
     @classmethod
@@ -79,6 +80,10 @@ class AppState:
                 )
             }
             self.scores_loaded_at = time.time()
+        members = self.settings.data_dir / "rings" / "members.parquet"
+        if members.exists():
+            m = pd.read_parquet(members, columns=["ring_id", "user_id"])
+            self.ring_of = dict(zip(m["user_id"], m["ring_id"], strict=True))
         try:
             model, meta = ModelRegistry(self.settings.data_dir / "models").load()
         except RegistryError as exc:

@@ -44,6 +44,7 @@ class ApplicantScore:
     """A calibrated score from a k-hop neighbourhood, and the evidence behind it."""
 
     score: float
+    raw_score: float
     band: str
     linked_users: dict[str, int]
     known_fraud_neighbours: list[str]
@@ -145,6 +146,7 @@ class ApplicantScorer:
         neighbours = links["user"].drop_duplicates()
         return ApplicantScore(
             score=score,
+            raw_score=float(raw[0]),
             band=band,
             linked_users={str(k): int(v) for k, v in links.groupby("rel")["user"].nunique().items()},
             known_fraud_neighbours=sorted(neighbours[neighbours.isin(self.model.known_fraud)].tolist())[:20],

@@ -368,6 +368,39 @@ def models_rollback_cmd() -> None:
     save_report(_settings(), "models-rollback", {"production": version})
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the risk API (scores, explanations) with the production model and published scores."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
+    )
+
+
+@app.command("audit-export")
+def audit_export_cmd(
+    out: Annotated[Path, typer.Option(help="JSONL file to write.")] = Path("var/audit.jsonl"),
+) -> None:
+    """Export the audit trail as JSON lines and verify its hash chain."""
+    from api.audit import AuditLog
+
+    s = _settings()
+    log = AuditLog(s.audit_url)
+    try:
+        n = log.export_jsonl(out)
+        ok, bad = log.verify()
+    finally:
+        log.close()
+    save_report(s, "audit-export", {"entries": n, "file": str(out), "chain_intact": ok, "first_bad_seq": bad})
+    if not ok:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo_cmd(
     users: Annotated[int, typer.Option(min=100, help="Synthetic users to generate.")] = 5_000,

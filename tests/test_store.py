@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from graphrisk.errors import UnknownStatementError
@@ -50,6 +52,21 @@ def test_every_relationship_upsert(store: GraphStore, rel) -> None:
     assert stats["amount"] == (25.0 if rel in PAYMENT_RELS else 0.0)
 
 
+# Representative values by parameter name, so every statement, including ones added later,
+# runs with parameters of the right type.
+_PARAM_DEFAULTS: dict[str, object] = {
+    "rows": [], "limit": 5, "skip": 0, "now": 1, "seq": 2, "batch_seq": 1, "partitions": [], "fingerprints": [],
+    "read": 0, "accepted": 0, "rejected": 0, "duplicates": 0, "rels": ["USED_DEVICE"], "max_others": 3,
+    "min_score": 0.0, "ids": [], "user_ids": [], "members": [],
+}  # fmt: skip
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _params_for(text: str) -> dict[str, object]:
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    return {p: _PARAM_DEFAULTS.get(p, "x") for p in set(_PARAM.findall(body))}
+
+
 def test_every_cypher_file_executes(store: GraphStore) -> None:
     """Each statement in cypher/ runs on the live server with representative parameters."""
     store.write("ledger/start_batch", seq=1, partitions=["p/a.jsonl"], fingerprints=["x"], now=1)
@@ -57,24 +74,19 @@ def test_every_cypher_file_executes(store: GraphStore) -> None:
     assert store.read("ledger/processed_partitions") == [
         {"path": "p/a.jsonl", "fingerprint": "x", "batch_seq": 1}
     ]
-    params: dict[str, dict[str, object]] = {
-        "ledger/start_batch": {"seq": 2, "partitions": [], "fingerprints": [], "now": 3},
-        "ledger/finish_batch": {"seq": 2, "now": 4, "read": 0, "accepted": 0, "rejected": 0, "duplicates": 0},
-        "ledger/batches": {"limit": 5},
-        "stats/all_node_properties": {"skip": 0, "limit": 5},
-        "stats/all_rel_properties": {"skip": 0, "limit": 5},
-        "admin/delete_all": {"limit": 10},
-    }
-    names = CypherLibrary().names()
+    library = CypherLibrary()
+    names = library.names()
     assert len(names) >= 30
-    # admin/delete_all last, so the reads above see data.
-    for name in sorted(names, key=lambda n: (n.startswith("admin/"), n != "ledger/start_batch", n)):
+    # admin/ last, so the reads above see data; schema before the rest.
+    for name in sorted(names, key=lambda n: (n.startswith("admin/"), not n.startswith("schema/"), n)):
+        text = library.get(name)
+        params = _params_for(text)
         if name.startswith("upsert/"):
-            assert store.write(name, rows=[], batch_seq=1) == [{"applied": 0}]
-        elif name.startswith(("ledger/start", "ledger/finish", "admin/")):
-            store.write(name, **params[name])
+            assert store.write(name, **params) == [{"applied": 0}]
+        elif re.search(r"\b(CREATE|MERGE|SET|DELETE|REMOVE)\b", text):
+            store.write(name, **params)
         else:
-            store.read(name, **params.get(name, {}))
+            store.read(name, **params)
     assert store.node_counts() == {}
 
 

@@ -1,0 +1,245 @@
+"""The risk API against a live store and a real trained model: contracts, auth matrix, degradation, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from gnn.registry import ModelRegistry
+from gnn.scoring import score_users
+from gnn.training import train_entity_model
+from graphrisk.config import Settings
+from graphrisk.events import parse_event
+from graphrisk.local_server import LocalServer
+from graphrisk.store import GraphStore
+from graphrisk.synthetic import generate
+from pipelines.refresh import refresh
+from tests.conftest import make_settings
+
+torch.set_num_threads(1)
+KEYS = {
+    "onb-key-0123456789": "onboarding",
+    "inv-key-0123456789": "investigator",
+    "adm-key-0123456789": "admin",
+}
+HEADERS = {role: {"X-API-Key": key} for key, role in KEYS.items()}
+HEADERS["bearer_investigator"] = {"Authorization": "Bearer inv-key-0123456789"}
+
+
+@pytest.fixture(scope="module")
+def world(bolt_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A scored synthetic graph in its own database."""
+    root = tmp_path_factory.mktemp("api")
+    bolt_server.create_database("apitest")
+    settings = make_settings(bolt_server, root / "var", api_keys=KEYS, audit_url=f"sqlite:///{root / 'audit.db'}",
+                             rate_limit_per_minute=100_000)  # fmt: skip
+    settings = settings.model_copy(update={"store_database": "apitest"})
+    generate(root / "gen", users=2500, seed=23, days=7)
+    labels = pd.read_parquet(root / "gen" / "labels" / "users.parquet")
+    with GraphStore(settings) as store:
+        refresh(settings, store, root / "gen" / "events")
+        registry = ModelRegistry(settings.data_dir / "models")
+        meta, _ = train_entity_model(settings.snapshot_dir, labels, registry, candidates=("gbdt",))
+        registry.promote(meta.version)
+        score_users(settings.snapshot_dir, settings.data_dir / "scores", registry, store)
+    events = pd.read_parquet(sorted((root / "gen" / "events").rglob("*.parquet")))
+    return {"settings": settings, "labels": labels, "events": events, "version": meta.version}
+
+
+@pytest.fixture(scope="module")
+def client(world: dict[str, Any]) -> Iterator[TestClient]:
+    with TestClient(create_app(world["settings"])) as c:
+        yield c
+
+
+def _onboarding_of(world: dict[str, Any], user_id: str) -> dict[str, Any]:
+    ev = world["events"]
+    row = ev[(ev["user_id"] == user_id) & (ev["event_type"] == "onboarding")].iloc[0]
+    return {
+        "user_id": user_id,
+        "document": {"type": row["document.type"], "number": row["document.number"], "issuing_country": row["document.issuing_country"]},
+        "device": {"id": row["device.id"]},
+        "email": row["email"], "phone": row["phone"], "ip": row["ip"],
+        "address": {"line1": row["address.line1"], "city": row["address.city"], "country": row["address.country"]},
+    }  # fmt: skip
+
+
+def _fraud_user(world: dict[str, Any], typology: str) -> str:
+    labels = world["labels"]
+    return str(labels[(labels["typology"] == typology)]["user_id"].iloc[0])
+
+
+def test_known_user_gets_published_score(client: TestClient, world: dict[str, Any]) -> None:
+    user = str(world["labels"]["user_id"].iloc[5])
+    published = pd.read_parquet(world["settings"].data_dir / "scores" / "user_scores.parquet").set_index("id")
+    r = client.post("/v1/score", json=_onboarding_of(world, user), headers=HEADERS["onboarding"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["known_user"] and not body["stale"]
+    assert body["score"] == pytest.approx(published.loc[user, "score"])
+    assert body["model_version"] == world["version"]
+    r = client.get(f"/v1/users/{user}/score", headers=HEADERS["investigator"])
+    assert r.status_code == 200 and r.json()["score"] == body["score"]
+
+
+def test_new_applicant_scored_from_neighbourhood_without_writing(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    settings: Settings = world["settings"]
+    with GraphStore(settings) as store:
+        users_before = store.node_counts()["User"]
+    # An applicant re-using a device-farm member's identifiers, and a clean one.
+    farm = _onboarding_of(world, _fraud_user(world, "device_farm")) | {"user_id": "applicant-risky"}
+    clean = _onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[0]))
+    clean |= {"user_id": "applicant-clean", "device": {"id": "brand-new-device"}, "ip": "203.0.113.77",
+              "email": "new.person@example.org", "phone": "+447700900555",
+              "document": {"type": "passport", "number": "NEW123456", "issuing_country": "GB"},
+              "address": {"line1": "99 Nowhere Lane", "city": "Leeds", "country": "GB"}}  # fmt: skip
+    risky = client.post("/v1/score", json=farm, headers=HEADERS["onboarding"]).json()
+    calm = client.post("/v1/score", json=clean, headers=HEADERS["onboarding"]).json()
+    assert risky["known_user"] is False and calm["known_user"] is False
+    assert risky["score"] > calm["score"]
+    assert risky["reasons"]
+    with GraphStore(settings) as store:
+        assert store.node_counts()["User"] == users_before
+
+
+def test_explanation_evidence_masking_and_faithfulness(client: TestClient, world: dict[str, Any]) -> None:
+    user = _fraud_user(world, "synthetic_identity")
+    inv = client.get(f"/v1/users/{user}/explanation", headers=HEADERS["investigator"])
+    assert inv.status_code == 200, inv.text
+    body = inv.json()
+    assert body["contributions"] and body["reasons"] and body["evidence"]
+    top = body["evidence"][0]
+    assert top["shared_with"] >= 1
+    assert "*" in top["identifier"] or "…" in top["identifier"]  # masked for investigators
+    adm = client.get(f"/v1/users/{user}/explanation", headers=HEADERS["admin"]).json()
+    assert "*" not in adm["evidence"][0]["identifier"]  # admins see the pseudonymous token
+
+
+def test_removing_top_evidence_lowers_the_score(client: TestClient, world: dict[str, Any]) -> None:
+    """Faithfulness on the online path: an applicant copying a ring member's identifiers, then the
+    same applicant with the identifiers its reasons point at replaced by fresh ones.
+
+    Compared on the model's raw output: isotonic calibration maps its top scores to one value.
+    """
+    member = _fraud_user(world, "synthetic_identity")
+    applicant = _onboarding_of(world, member) | {"user_id": "applicant-copycat"}
+    first = client.post("/v1/score", json=applicant, headers=HEADERS["onboarding"]).json()
+    fresh = {"device": {"id": "fresh-device-1"}, "ip": "198.51.100.23", "email": "fresh.person@example.org",
+             "phone": "+447700900321", "document": {"type": "passport", "number": "FRESH98765", "issuing_country": "GB"},
+             "address": {"line1": "1 Fresh Road", "city": "York", "country": "GB"}}  # fmt: skip
+    field_of = {"used_device": "device", "used_ip": "ip", "has_email": "email", "has_phone": "phone",
+                "has_document": "document", "lives_at": "address"}  # fmt: skip
+    evidence = list(dict.fromkeys(field_of[k] for r in first["reasons"] for k in field_of if k in r["code"]))
+    assert evidence, first["reasons"]
+    state = client.app.state.graphrisk  # type: ignore[attr-defined]
+    scorer = state.applicant_scorer
+
+    def raw(body: dict[str, Any]) -> float:
+        event = parse_event(
+            {**body, "event_id": "faithfulness", "event_type": "onboarding", "time": 1_769_000_000_000}
+        )
+        return scorer.score(state.store, event).raw_score
+
+    assert raw(applicant | {f: fresh[f] for f in evidence}) < raw(applicant)
+
+
+ROUTES = [
+    ("post", "/v1/score", {"onboarding": 200, "investigator": 403, "admin": 200}),
+    ("get", "/v1/users/{user}/score", {"onboarding": 200, "investigator": 200, "admin": 200}),
+    ("get", "/v1/users/{user}/explanation", {"onboarding": 403, "investigator": 200, "admin": 200}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), ROUTES)
+@pytest.mark.parametrize("who", ["none", "wrong", "onboarding", "investigator", "admin"])
+def test_auth_matrix(
+    client: TestClient, world: dict[str, Any], method: str, path: str, expected: dict[str, int], who: str
+) -> None:
+    user = str(world["labels"]["user_id"].iloc[3])
+    anonymous: dict[str, dict[str, str]] = {"none": {}, "wrong": {"X-API-Key": "nope"}}
+    headers = anonymous[who] if who in anonymous else HEADERS[who]
+    kwargs: dict[str, Any] = {"headers": headers}
+    if method == "post":
+        kwargs["json"] = _onboarding_of(world, user)
+    r = client.request(method.upper(), path.format(user=user), **kwargs)
+    want = 401 if who in anonymous else expected[who]
+    assert r.status_code == want, r.text
+
+
+def test_bearer_tokens_work(client: TestClient, world: dict[str, Any]) -> None:
+    user = str(world["labels"]["user_id"].iloc[3])
+    assert client.get(f"/v1/users/{user}/score", headers=HEADERS["bearer_investigator"]).status_code == 200
+
+
+def test_validation_names_the_field_and_limits_size(client: TestClient, world: dict[str, Any]) -> None:
+    user = str(world["labels"]["user_id"].iloc[3])
+    body = _onboarding_of(world, user) | {"user_id": "applicant-x", "email": "not-an-email"}
+    r = client.post("/v1/score", json=body, headers=HEADERS["onboarding"])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "email"
+    r = client.post(
+        "/v1/score",
+        json={**body, "email": "a@b.org", "document": {"type": "passport"}},
+        headers=HEADERS["onboarding"],
+    )
+    assert r.status_code == 422 and "number" in r.text
+    r = client.post(
+        "/v1/score",
+        content=b"{" + b" " * 100_000 + b"}",
+        headers={**HEADERS["onboarding"], "content-type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_health_ready_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["detail"]["store"] == "ok"
+    assert "graphrisk_requests_total" in client.get("/metrics").text
+
+
+def test_audit_chain_records_scores(client: TestClient) -> None:
+    audit = client.app.state.graphrisk.audit  # type: ignore[attr-defined]
+    audit.flush()
+    entries = list(audit.entries())
+    assert any(e["action"] == "score" for e in entries)
+    assert any(e["action"] == "read_explanation" for e in entries)
+    assert all("@" not in e["detail"] for e in entries)  # no raw email in the trail
+    assert audit.verify() == (True, None)
+
+
+def test_store_down_known_stale_new_503(world: dict[str, Any], tmp_path: Path) -> None:
+    settings = world["settings"].model_copy(
+        update={"store_uri": "bolt://127.0.0.1:9", "audit_url": f"sqlite:///{tmp_path / 'a.db'}"}
+    )
+    with TestClient(create_app(settings)) as c:
+        known = str(world["labels"]["user_id"].iloc[5])
+        r = c.post("/v1/score", json=_onboarding_of(world, known), headers=HEADERS["onboarding"])
+        assert r.status_code == 200 and r.json()["stale"] is True
+        r = c.post(
+            "/v1/score",
+            json=_onboarding_of(world, known) | {"user_id": "brand-new"},
+            headers=HEADERS["onboarding"],
+        )
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert c.get("/readyz").status_code == 503
+
+
+def test_rate_limit(world: dict[str, Any], tmp_path: Path) -> None:
+    settings = world["settings"].model_copy(
+        update={"rate_limit_per_minute": 60, "audit_url": f"sqlite:///{tmp_path / 'a.db'}"}
+    )
+    with TestClient(create_app(settings)) as c:
+        user = str(world["labels"]["user_id"].iloc[3])
+        codes = [
+            c.get(f"/v1/users/{user}/score", headers=HEADERS["investigator"]).status_code for _ in range(15)
+        ]
+        assert codes[:10] == [200] * 10 and codes[-1] == 429
