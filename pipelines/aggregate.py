@@ -54,15 +54,34 @@ def edge_row(element: tuple[tuple[str, str, str], EdgeAcc]) -> tuple[str, dict[s
                  "amount_total": total, "amount_max": biggest}  # fmt: skip
 
 
+def _sorted_table(
+    element: tuple[str, Iterable[dict[str, Any]]], key: tuple[str, ...]
+) -> tuple[str, list[dict[str, Any]]]:
+    name, rows = element
+    return name, sorted(rows, key=lambda r: tuple(r[k] for k in key))
+
+
 class AggregateNodes(beam.PTransform):
-    """Node facts → one ``(label, row)`` per distinct node."""
+    """Node facts → one ``(label, rows sorted by id)`` table per label."""
 
     def expand(self, facts: beam.PCollection) -> beam.PCollection:
-        return facts | "SumPerNode" >> beam.CombinePerKey(merge_node_facts) | "NodeRow" >> beam.Map(node_row)
+        return (
+            facts
+            | "SumPerNode" >> beam.CombinePerKey(merge_node_facts)
+            | "NodeRow" >> beam.Map(node_row)
+            | "GroupByLabel" >> beam.GroupByKey()
+            | "SortNodes" >> beam.Map(_sorted_table, ("id",))
+        )
 
 
 class AggregateEdges(beam.PTransform):
-    """Relationship facts → one ``(rel, row)`` per distinct relationship."""
+    """Relationship facts → one ``(rel, rows sorted by src, dst)`` table per relationship type."""
 
     def expand(self, facts: beam.PCollection) -> beam.PCollection:
-        return facts | "SumPerEdge" >> beam.CombinePerKey(merge_edge_facts) | "EdgeRow" >> beam.Map(edge_row)
+        return (
+            facts
+            | "SumPerEdge" >> beam.CombinePerKey(merge_edge_facts)
+            | "EdgeRow" >> beam.Map(edge_row)
+            | "GroupByType" >> beam.GroupByKey()
+            | "SortEdges" >> beam.Map(_sorted_table, ("src", "dst"))
+        )

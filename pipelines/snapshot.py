@@ -71,9 +71,8 @@ class _WriteTableFn(beam.DoFn):
         self._out = out_dir
         self._kind = kind
 
-    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterable[str]:
-        key, rows = element
-        rows = sorted(rows, key=lambda r: (r["id"],) if self._kind == "nodes" else (r["src"], r["dst"]))
+    def process(self, element: tuple[str, list[dict[str, Any]]]) -> Iterable[str]:
+        key, rows = element  # sorted by key already
         if self._kind == "nodes":
             label = NodeLabel(key)
             schema = node_schema(label)
@@ -94,7 +93,7 @@ class _WriteTableFn(beam.DoFn):
 
 
 class WriteSnapshotDelta(beam.PTransform):
-    """Writes one batch's ``(label, row)`` nodes and ``(rel, row)`` relationships as Parquet."""
+    """Writes one batch's ``(label, rows)`` node tables and ``(rel, rows)`` relationship tables as Parquet."""
 
     def __init__(self, snapshot_dir: Path, batch_seq: int) -> None:
         super().__init__()
@@ -102,16 +101,8 @@ class WriteSnapshotDelta(beam.PTransform):
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         nodes, edges = pcolls
-        n = (
-            nodes
-            | "GroupNodeTables" >> beam.GroupByKey()
-            | "NodeParquet" >> beam.ParDo(_WriteTableFn(self.out, "nodes"))
-        )
-        e = (
-            edges
-            | "GroupRelTables" >> beam.GroupByKey()
-            | "RelParquet" >> beam.ParDo(_WriteTableFn(self.out, "edges"))
-        )
+        n = nodes | "NodeParquet" >> beam.ParDo(_WriteTableFn(self.out, "nodes"))
+        e = edges | "RelParquet" >> beam.ParDo(_WriteTableFn(self.out, "edges"))
         return (n, e) | "SnapshotFiles" >> beam.Flatten()
 
 

@@ -90,8 +90,13 @@ def test_extract_and_aggregate_sum_per_entity() -> None:
         parsed = p | beam.Create(records) | ParseEvents()
         clean = parsed.events | PseudonymiseEvents(KEY, FX)
         facts = clean.events | beam.Map(lambda e: e[2]) | ExtractGraph()
-        nodes = facts[NODES] | AggregateNodes()
-        edges = facts[EDGES] | AggregateEdges()
+        # One sorted table per label / type; flattened back to (name, row) to compare.
+        nodes = (
+            facts[NODES] | AggregateNodes() | "NodeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1]])
+        )
+        edges = (
+            facts[EDGES] | AggregateEdges() | "EdgeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1]])
+        )
         assert_that(
             nodes
             | beam.Filter(lambda kv: kv[0] in ("User", "Device"))
