@@ -172,6 +172,9 @@ def refresh_cmd(
     beam_arg: Annotated[
         list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")
     ] = None,
+    score: Annotated[
+        bool, typer.Option(help="Then score users and find rings with the production models.")
+    ] = True,
 ) -> None:
     """Fold input partitions not processed before into the graph and the snapshot.
 
@@ -197,9 +200,13 @@ def refresh_cmd(
             progress.update(task, description=f"{verb} batch {seq} ({n} partitions)")
 
         report = refresh(s, store, input_root, beam_args=beam_arg, on_batch=on_batch)
-        progress.update(task, description="done")
+        progress.update(task, description="graph built")
         summary = {"nodes": store.node_counts(), "relationships": store.rel_counts()}
-    body = report.to_dict()
+    downstream: dict[str, Any] = {}
+    if score and report.batches:
+        with _errors_exit(), GraphStore(s) as store:
+            downstream = _score_and_rings(s, store)
+    body = report.to_dict() | downstream
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
     save_report(s, "refresh", body | {"graph": summary})
 
@@ -282,6 +289,48 @@ def score_cmd(
             s.snapshot_dir, s.data_dir / "scores", _registry(s), store if write_store else None
         )
     save_report(s, "score", report.to_dict())
+
+
+def _score_and_rings(s: Settings, store: Any, labels: Path | None = None) -> dict[str, Any]:
+    """Node scores, then rings, for the current snapshot (skipping what has no model yet)."""
+    import pandas as pd
+
+    from gnn.registry import RegistryError
+    from gnn.rings.run import find_rings
+    from gnn.scoring import score_users
+
+    out: dict[str, Any] = {}
+    try:
+        with _spinner("scoring users"):
+            out["scores"] = score_users(s.snapshot_dir, s.data_dir / "scores", _registry(s), store).to_dict()
+    except RegistryError as exc:
+        out["scores"] = f"skipped: {exc}"
+        return out
+    table = None
+    if labels is not None:
+        table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+    try:
+        with _spinner("finding rings"):
+            out["rings"] = find_rings(s, store, labels=table).to_dict()
+    except FileNotFoundError as exc:
+        out["rings"] = f"skipped: {exc}"
+    return out
+
+
+@app.command("rings")
+def rings_cmd(
+    labels: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Train the ring model on these labels.")
+    ] = None,
+) -> None:
+    """Find candidate rings, score them, keep their ids stable, write them to the store."""
+    from graphrisk.store import GraphStore
+
+    s = _settings()
+    with _errors_exit(), GraphStore(s) as store:
+        store.verify()
+        report = _score_and_rings(s, store, labels)
+    save_report(s, "rings", report)
 
 
 @app.command("evaluate")
@@ -405,9 +454,15 @@ def audit_export_cmd(
 def demo_cmd(
     users: Annotated[int, typer.Option(min=100, help="Synthetic users to generate.")] = 5_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
-    keep_server: Annotated[bool, typer.Option(help="Leave the local server running at the end.")] = False,
+    serve: Annotated[
+        bool, typer.Option(help="End by serving the API on the demo graph (Ctrl-C stops).")
+    ] = True,
+    port: Annotated[int, typer.Option(help="API port when serving.")] = 8000,
 ) -> None:
-    """End to end on the embedded default: start ArcadeDB, generate events, build the graph, summarise."""
+    """End to end on the embedded default: ArcadeDB, events, graph, model, scores, rings, API."""
+    import pandas as pd
+
+    from gnn.training import train_entity_model
     from graphrisk.errors import StoreError
     from graphrisk.local_server import LocalServer
     from graphrisk.store import GraphStore
@@ -420,9 +475,9 @@ def demo_cmd(
         try:
             probe.verify()
         except StoreError:
-            port = int(s.store_uri.rsplit(":", 1)[1])
+            port_bolt = int(s.store_uri.rsplit(":", 1)[1])
             server = LocalServer(root=s.arcadedb_root.resolve(), password=s.store_password.get_secret_value(),
-                                 database=s.store_database, bolt_port=port, http_port=s.arcadedb_http_port)  # fmt: skip
+                                 database=s.store_database, bolt_port=port_bolt, http_port=s.arcadedb_http_port)  # fmt: skip
     try:
         if server is not None:
             with _spinner(f"starting ArcadeDB on {server.uri}"), _errors_exit():
@@ -430,9 +485,15 @@ def demo_cmd(
         events_dir = s.data_dir / "demo" / f"synthetic-{users}-{seed}"
         with _spinner(f"generating {users:,} users (seed {seed})"):
             gen = generate(events_dir, users=users, seed=seed)
+        labels_path = events_dir / "labels" / "users.parquet"
         with _errors_exit(), GraphStore(s) as store:
             with _spinner("building the graph (Beam)"):
                 report = refresh(s, store, events_dir / "events")
+            with _spinner("training the user risk model"):
+                meta, trained = train_entity_model(s.snapshot_dir, pd.read_parquet(labels_path), _registry(s),
+                                                   candidates=("gbdt",))  # fmt: skip
+            _registry(s).promote(meta.version, force=True)
+            downstream = _score_and_rings(s, store, labels_path)
             nodes, rels = store.node_counts(), store.rel_counts()
         table = Table("label / type", "count", "events", title="entity graph")
         for label, n in nodes.items():
@@ -442,13 +503,20 @@ def demo_cmd(
         Console(stderr=True).print(table)
         body = report.to_dict()
         body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
-        save_report(
-            s,
-            "demo",
-            {"generated": _as_dict(gen), "refresh": body, "graph": {"nodes": nodes, "relationships": rels}},
-        )
+        save_report(s, "demo", {"generated": _as_dict(gen), "refresh": body, "model": trained,
+                                "graph": {"nodes": nodes, "relationships": rels}, **downstream})  # fmt: skip
+        if serve:
+            user = pd.read_parquet(labels_path)["user_id"].iloc[0]
+            console.print(
+                f"\nServing the API on http://127.0.0.1:{port} (docs at /docs). Try:\n"
+                f"  curl -s -H 'X-API-Key: dev-onboarding-key' http://127.0.0.1:{port}/v1/users/{user}/score\n"
+                f"  curl -s -H 'X-API-Key: dev-investigator-key' http://127.0.0.1:{port}/v1/users/{user}/explanation\n"
+            )
+            import uvicorn
+
+            uvicorn.run("api.main:create_app", factory=True, host="127.0.0.1", port=port, log_level="warning")
     finally:
-        if server is not None and not keep_server:
+        if server is not None:
             server.stop()
 
 

@@ -162,7 +162,7 @@ class GraphStore:
 
     def ensure_schema(self) -> list[str]:
         """Create every constraint (and its index) if missing; returns the statements run."""
-        names = [n for n in self.library.names() if n.startswith("schema/constraint_")]
+        names = [n for n in self.library.names() if n.rsplit("/", 1)[-1].startswith("constraint_")]
         for name in names:
             # Schema statements must run in an auto-commit transaction of their own.
             self._driver.execute_query(self.library.get(name), database_=self.database)

@@ -197,9 +197,7 @@ def write_rings(
     store: GraphStore, rings: pd.DataFrame, members: pd.DataFrame, closed: pd.DataFrame, left: pd.DataFrame
 ) -> dict[str, int]:
     """Write live rings and their members, close disappeared rings; returns rows applied per statement."""
-    # Schema statements need an auto-commit transaction of their own (GraphStore.ensure_schema
-    # only picks up schema/constraint_* files).
-    store._driver.execute_query(store.library.get("rings/constraint_ring_id"), database_=store.database)
+    store.ensure_schema()  # includes rings/constraint_ring_id
     live = rings[~rings["status"].isin(CLOSED_STATUSES)]
     rows = [
         {"id": r.ring_id, "score": float(r.score), "size": int(r.size), "model_version": str(r.model_version),
