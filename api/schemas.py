@@ -82,3 +82,69 @@ class HealthResponse(BaseModel):
 
     status: Literal["ok", "degraded", "unavailable"]
     detail: dict[str, object] = {}
+
+
+class RingSummary(BaseModel):
+    """A candidate ring in a list."""
+
+    id: str
+    score: float
+    size: int
+    status: str
+    model_version: str
+    first_seen: int
+    last_seen: int
+
+
+class RingList(BaseModel):
+    """A page of rings, highest score first."""
+
+    data: list[RingSummary]
+    count: int
+    next_cursor: str | None = None
+
+
+class GraphNode(BaseModel):
+    """A node of a ring's evidence subgraph."""
+
+    id: str
+    label: str
+    display: str
+    members_sharing: int = 0
+
+
+class GraphEdge(BaseModel):
+    """An edge of a ring's evidence subgraph."""
+
+    source: str
+    target: str
+    type: str
+    count: int | None = None
+    amount: float | None = None
+
+
+class RingDetail(RingSummary):
+    """A ring with its members, evidence subgraph and what ties it together."""
+
+    members: list[dict[str, object]]
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    reasons: list[Reason]
+
+
+class DecisionIn(BaseModel):
+    """An investigator's decision on a ring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirmed_fraud", "cleared", "needs_review"]
+    note: str = Field("", max_length=4000)
+
+
+class DecisionOut(BaseModel):
+    """The stored decision."""
+
+    id: int
+    ring_id: str
+    decision: str
+    members: int

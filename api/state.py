@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from fastapi import HTTPException, status
 
 from api.audit import AuditLog
 from api.auth import KeyRing
+from api.decisions import DecisionStore
 from api.ratelimit import RateLimiter
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
@@ -26,6 +28,7 @@ from graphrisk.store import GraphStore
 from pipelines.pseudonymise import RepeatedIdentifiers
 
 log = logging.getLogger("graphrisk.api")
+RING_COLUMNS = ["ring_id", "score", "size", "status", "model_version", "first_seen", "last_seen"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class AppState:
     applicant_scorer: ApplicantScorer | None = None
     known_fraud: frozenset[str] = frozenset()
     ring_of: dict[str, str] = field(default_factory=dict)
+    rings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RING_COLUMNS))
+    ring_members: dict[str, list[str]] = field(default_factory=dict)
+    decisions: DecisionStore | None = None
     store_ok_at: float = 0.0
 
     @classmethod
@@ -63,6 +69,7 @@ class AppState:
             audit=AuditLog(settings.audit_url),
             keys=KeyRing(dict(settings.api_keys)),
             limiter=RateLimiter(settings.rate_limit_per_minute),
+            decisions=DecisionStore(settings.audit_url),
         )
         state.reload()
         return state
@@ -80,10 +87,17 @@ class AppState:
                 )
             }
             self.scores_loaded_at = time.time()
-        members = self.settings.data_dir / "rings" / "members.parquet"
-        if members.exists():
-            m = pd.read_parquet(members, columns=["ring_id", "user_id"])
+        rings_dir = self.settings.data_dir / "rings"
+        if (rings_dir / "rings.parquet").exists() and (rings_dir / "members.parquet").exists():
+            rings = pd.read_parquet(rings_dir / "rings.parquet")
+            rings = rings[rings["status"] != "closed"][RING_COLUMNS]
+            self.rings = rings.sort_values(["score", "ring_id"], ascending=[False, True]).reset_index(
+                drop=True
+            )
+            m = pd.read_parquet(rings_dir / "members.parquet", columns=["ring_id", "user_id"])
+            m = m[m["ring_id"].isin(set(self.rings["ring_id"]))]
             self.ring_of = dict(zip(m["user_id"], m["ring_id"], strict=True))
+            self.ring_members = {k: list(v) for k, v in m.groupby("ring_id")["user_id"]}
         try:
             model, meta = ModelRegistry(self.settings.data_dir / "models").load()
         except RegistryError as exc:
@@ -101,10 +115,27 @@ class AppState:
                 model, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
             )
 
+    def ring_by_id(self, ring_id: str) -> pd.Series:
+        """One live ring.
+
+        Raises:
+            HTTPException: 404 when unknown.
+        """
+        hit = self.rings[self.rings["ring_id"] == ring_id]
+        if hit.empty:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ring {ring_id!r}")
+        return hit.iloc[0]
+
+    def members_of(self, ring_id: str) -> list[str]:
+        """Members of a ring at the last publication."""
+        return self.ring_members.get(ring_id, [])
+
     def close(self) -> None:
         """Release connections."""
         self.store.close()
         self.audit.close()
+        if self.decisions is not None:
+            self.decisions.close()
 
     def describe(self) -> dict[str, Any]:
         """For /readyz."""

@@ -450,6 +450,30 @@ def audit_export_cmd(
         raise typer.Exit(1)
 
 
+@app.command("decisions-export")
+def decisions_export_cmd(
+    out: Annotated[Path, typer.Option(help="Parquet file of user_id, is_fraud.")] = Path(
+        "var/decision_labels.parquet"
+    ),
+) -> None:
+    """Export investigators' ring decisions as training labels (``graphrisk train --labels``)."""
+    from api.decisions import DecisionStore
+
+    s = _settings()
+    store = DecisionStore(s.audit_url)
+    try:
+        labels = store.labels()
+    finally:
+        store.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labels.to_parquet(out, index=False)
+    save_report(
+        s,
+        "decisions-export",
+        {"file": str(out), "users": len(labels), "fraud": int(labels["is_fraud"].sum())},
+    )
+
+
 @app.command("demo")
 def demo_cmd(
     users: Annotated[int, typer.Option(min=100, help="Synthetic users to generate.")] = 5_000,

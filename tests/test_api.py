@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from gnn.registry import ModelRegistry
+from gnn.rings.run import find_rings
 from gnn.scoring import score_users
 from gnn.training import train_entity_model
 from graphrisk.config import Settings
@@ -49,6 +50,7 @@ def world(bolt_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) ->
         meta, _ = train_entity_model(settings.snapshot_dir, labels, registry, candidates=("gbdt",))
         registry.promote(meta.version)
         score_users(settings.snapshot_dir, settings.data_dir / "scores", registry, store)
+        find_rings(settings, store, labels=labels)
     events = pd.read_parquet(sorted((root / "gen" / "events").rglob("*.parquet")))
     return {"settings": settings, "labels": labels, "events": events, "version": meta.version}
 
@@ -154,6 +156,7 @@ def test_removing_top_evidence_lowers_the_score(client: TestClient, world: dict[
 
 ROUTES = [
     ("post", "/v1/score", {"onboarding": 200, "investigator": 403, "admin": 200}),
+    ("get", "/v1/rings", {"onboarding": 403, "investigator": 200, "admin": 200}),
     ("get", "/v1/users/{user}/score", {"onboarding": 200, "investigator": 200, "admin": 200}),
     ("get", "/v1/users/{user}/explanation", {"onboarding": 403, "investigator": 200, "admin": 200}),
 ]
@@ -243,3 +246,48 @@ def test_rate_limit(world: dict[str, Any], tmp_path: Path) -> None:
             c.get(f"/v1/users/{user}/score", headers=HEADERS["investigator"]).status_code for _ in range(15)
         ]
         assert codes[:10] == [200] * 10 and codes[-1] == 429
+
+
+def test_rings_list_detail_and_decision(client: TestClient, world: dict[str, Any]) -> None:
+    first = client.get("/v1/rings?limit=3", headers=HEADERS["investigator"])
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert page["count"] >= 3 and len(page["data"]) == 3
+    scores = [r["score"] for r in page["data"]]
+    assert scores == sorted(scores, reverse=True)
+    second = client.get(
+        f"/v1/rings?limit=3&cursor={page['next_cursor']}", headers=HEADERS["investigator"]
+    ).json()
+    assert not {r["id"] for r in second["data"]} & {r["id"] for r in page["data"]}
+    high = client.get("/v1/rings?min_score=0.5", headers=HEADERS["investigator"]).json()
+    assert all(r["score"] >= 0.5 for r in high["data"])
+    assert client.get("/v1/rings?cursor=%%%", headers=HEADERS["investigator"]).status_code == 422
+
+    ring_id = page["data"][0]["id"]
+    detail = client.get(f"/v1/rings/{ring_id}", headers=HEADERS["investigator"])
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert len(body["members"]) == body["size"] and body["reasons"] and body["edges"]
+    member_ids = {m["id"] for m in body["members"]}
+    assert {e["source"] for e in body["edges"]} <= member_ids
+    labels = world["labels"].set_index("user_id")
+    assert labels.loc[list(member_ids), "is_fraud"].mean() >= 0.5  # the top ring is mostly planted fraud
+    masked = [n for n in body["nodes"] if n["label"] in ("Email", "Phone", "Document")]
+    assert masked and all("*" in n["display"] or "…" in n["display"] for n in masked)
+    assert client.get("/v1/rings/nope", headers=HEADERS["investigator"]).status_code == 404
+
+    r = client.post(f"/v1/rings/{ring_id}/decision", json={"decision": "confirmed_fraud", "note": "checked docs"},
+                    headers=HEADERS["investigator"])  # fmt: skip
+    assert r.status_code == 201 and r.json()["members"] == body["size"]
+    r = client.post(
+        f"/v1/rings/{ring_id}/decision", json={"decision": "maybe"}, headers=HEADERS["investigator"]
+    )
+    assert r.status_code == 422
+    assert (
+        client.post(
+            f"/v1/rings/{ring_id}/decision", json={"decision": "cleared"}, headers=HEADERS["onboarding"]
+        ).status_code
+        == 403
+    )
+    exported = client.app.state.graphrisk.decisions.labels()  # type: ignore[attr-defined]
+    assert set(exported["user_id"]) == member_ids and (exported["is_fraud"] == 1).all()

@@ -1,7 +1,138 @@
-"""Fraud rings for investigators: list, detail, decisions."""
+"""Fraud rings for investigators: list by score, read one with its evidence, record decisions."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.auth import REVEAL_ROLES
+from api.deps import Investigator, State
+from api.schemas import (
+    DecisionIn,
+    DecisionOut,
+    GraphEdge,
+    GraphNode,
+    Reason,
+    RingDetail,
+    RingList,
+    RingSummary,
+)
+from graphrisk.errors import StoreError
 
 router = APIRouter(prefix="/v1/rings", tags=["rings"])
+HOUR_MS = 3_600_000
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        ) from None
+
+
+@router.get("", response_model=RingList)
+def list_rings(
+    state: State,
+    caller: Investigator,
+    min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(new|active|merged|split|closed)$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> RingList:
+    """Rings by collusion score, highest first, from the published ring table (served from memory)."""
+    rings = state.rings
+    sel = rings[rings["score"] >= min_score]
+    if status_ is not None:
+        sel = sel[sel["status"] == status_]
+    start = _offset(cursor)
+    page = sel.iloc[start : start + limit]
+    data = [RingSummary(id=r.ring_id, score=float(r.score), size=int(r.size), status=str(r.status),
+                        model_version=str(r.model_version), first_seen=int(r.first_seen), last_seen=int(r.last_seen))
+            for r in page.itertuples()]  # fmt: skip
+    nxt = _cursor(start + limit) if start + limit < len(sel) else None
+    state.audit.append(
+        caller.name, caller.role.value, "list_rings", "rings", {"min_score": min_score, "returned": len(data)}
+    )
+    return RingList(data=data, count=len(sel), next_cursor=nxt)
+
+
+@router.get("/{ring_id}", response_model=RingDetail)
+def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
+    """One ring: members (masked identifiers), evidence subgraph, and what ties it together."""
+    ring = state.ring_by_id(ring_id)
+    try:
+        rows = state.store.read("rings/ring_subgraph", id=ring_id, limit=5000)
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), {"Retry-After": "30"}) from None
+    reveal = caller.role in REVEAL_ROLES
+    members = sorted(state.members_of(ring_id))
+    member_set = set(members)
+    sharing: dict[tuple[str, str], set[str]] = {}
+    nodes: dict[str, GraphNode] = {m: GraphNode(id=m, label="User", display=m) for m in members}
+    edges: list[GraphEdge] = []
+    first_seen: list[int] = []
+    for r in rows:
+        key = (r["label"], r["node"])
+        sharing.setdefault(key, set()).add(r["member"])
+        node_id = str(r["node"])
+        if r["label"] != "User":
+            display = (
+                node_id
+                if reveal or r["label"] in ("Device", "Merchant")
+                else (r["masked"] or f"{r['label']} …")
+            )
+            nodes.setdefault(node_id, GraphNode(id=node_id, label=r["label"], display=display))
+        elif node_id not in member_set:
+            continue  # transfers out of the ring are not part of its subgraph
+        edges.append(
+            GraphEdge(source=r["member"], target=node_id, type=r["rel"], count=r["count"], amount=r["amount"])
+        )
+        if r["first_seen"] is not None:
+            first_seen.append(int(r["first_seen"]))
+    for (label, node), users in sharing.items():
+        if str(node) in nodes and label != "User":
+            nodes[str(node)].members_sharing = len(users)
+    reasons: list[Reason] = []
+    shared = sorted(
+        ((len(u), lab) for (lab, _), u in sharing.items() if len(u) >= 2 and lab not in ("User", "Merchant")),
+        reverse=True,
+    )
+    for n, label in shared[:3]:
+        reasons.append(Reason(code=f"shared_{label.lower()}", text=f"{n} members share one {label.lower()}"))
+    transfers = [e for e in edges if e.type == "TRANSFERRED_TO"]
+    if transfers:
+        reasons.append(Reason(code="internal_transfers", text=f"{len(transfers)} transfers between members"))
+    if len(first_seen) >= 2:
+        spread_h = (max(first_seen) - min(first_seen)) / HOUR_MS
+        reasons.append(
+            Reason(code="creation_velocity", text=f"members' links all made within {spread_h:.1f} hours")
+        )
+    state.audit.append(caller.name, caller.role.value, "read_ring", ring_id, {"members": len(members)})
+    return RingDetail(id=ring_id, score=float(ring["score"]), size=int(ring["size"]), status=str(ring["status"]),
+                      model_version=str(ring["model_version"]), first_seen=int(ring["first_seen"]),
+                      last_seen=int(ring["last_seen"]),
+                      members=[{"id": m, "score": (state.scores[m].score if m in state.scores else None)} for m in members],
+                      nodes=list(nodes.values()), edges=edges, reasons=reasons)  # fmt: skip
+
+
+@router.post("/{ring_id}/decision", response_model=DecisionOut, status_code=status.HTTP_201_CREATED)
+def decide(ring_id: str, body: DecisionIn, state: State, caller: Investigator) -> DecisionOut:
+    """Record confirmed fraud / cleared / needs review; exported as labels for the next training."""
+    state.ring_by_id(ring_id)
+    members = sorted(state.members_of(ring_id))
+    decision_id = state.decisions.record(ring_id, body.decision, body.note, caller.name, members)
+    state.audit.append(caller.name, caller.role.value, "ring_decision", ring_id,
+                       {"decision": body.decision, "decision_id": decision_id, "members": len(members)})  # fmt: skip
+    return DecisionOut(id=decision_id, ring_id=ring_id, decision=body.decision, members=len(members))
