@@ -36,7 +36,7 @@ def _offset(cursor: str | None) -> int:
         return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
     except ValueError:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
         ) from None
 
 

@@ -59,12 +59,12 @@ def score_applicant(applicant: Applicant, state: State, caller: ScoreCaller) -> 
             result = scorer.score(state.store, event)  # type: ignore[arg-type]
         except FieldError as exc:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
             ) from None
         except NormalisationError as exc:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
             ) from None
         except StoreError as exc:
