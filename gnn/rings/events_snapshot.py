@@ -95,7 +95,6 @@ def snapshot_from_events(
     """Node and edge tables in :func:`~pipelines.snapshot.load_snapshot`'s format."""
     ev = read_events(Path(events_dir))
     rates = fx_rates or dict(_DEFAULT_FX)
-    ev["time"]
     typ = ev["event_type"]
     onb = ev[typ == "onboarding"]
     if exact:
