@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument(
-        "--seeds", type=int, default=5, help="random splits per dataset (S-FFSD, AMLSim)"
-    )
+    parser.add_argument("--seeds", type=int, default=5, help="random splits per dataset (S-FFSD, AMLSim)")
     parser.add_argument("--out", type=Path, default=None, help="folder for JSON reports and PNGs")
     parser.add_argument("--tolokers-masks", type=int, default=10, help="how many of the ten given masks")
     parser.add_argument("--datasets", default="sffsd,tolokers,amlsim")

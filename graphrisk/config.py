@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective settings with secrets hidden, for ``graphrisk config``."""
         view = self.model_dump(mode="json")
-        view["api_keys"] = {f"sha256:{hashlib.sha256(k.encode()).hexdigest()[:12]}": r for k, r in self.api_keys.items()}
+        view["api_keys"] = {
+            f"sha256:{hashlib.sha256(k.encode()).hexdigest()[:12]}": r for k, r in self.api_keys.items()
+        }
         return view
 
     @classmethod
