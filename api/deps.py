@@ -10,7 +10,9 @@ from api.auth import Principal, Role
 from api.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are async on purpose: they do no I/O, and FastAPI runs sync ones on a worker
+# thread, a hop that cost more than the known-user lookup itself.
+async def get_state(request: Request) -> AppState:
     """The state loaded in the lifespan."""
     return request.app.state.graphrisk
 
@@ -18,7 +20,7 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def current_principal(
+async def current_principal(
     state: State,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
@@ -39,7 +41,7 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
     """A dependency admitting only ``roles`` (admin always); others get 403."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    def guard(principal: CurrentPrincipal) -> Principal:
+    async def guard(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role.value} may not do this")
         return principal

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import LATENCY, REQUESTS
 from api.routes import health, rings, score, users
@@ -31,6 +32,45 @@ async def _watch_store(state: AppState) -> None:
         except StoreError:
             pass
         await asyncio.sleep(STORE_CHECK_EVERY_S)
+
+
+class LimitsAndMetrics:
+    """Refuses bodies over ``max_bytes`` (413) and records latency per route.
+
+    A plain ASGI middleware: ``@app.middleware("http")`` wraps every request in extra tasks
+    and doubled the floor latency.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                response = JSONResponse(
+                    {"detail": f"request body over {self.max_bytes} bytes"}, status_code=413
+                )
+                await response(scope, receive, send)
+                return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(route).observe(time.perf_counter() - started)
+            REQUESTS.labels(route, str(status_code)).inc()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,23 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def limits_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_request_bytes):
-            return JSONResponse(
-                {"detail": f"request body over {settings.max_request_bytes} bytes"}, status_code=413
-            )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        LATENCY.labels(name).observe(time.perf_counter() - started)
-        REQUESTS.labels(name, str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(LimitsAndMetrics, max_bytes=settings.max_request_bytes)
     for router in (health.router, score.router, users.router, rings.router):
         app.include_router(router)
     return app

@@ -65,14 +65,30 @@ def tree_contributions(
     Raises:
         TypeError: the scorer is not a tree model.
     """
+    return tree_score(scorer, dataset, row, label_mask)[1]
+
+
+def tree_score(
+    scorer: object, dataset: NodeDataset, row: int, label_mask: np.ndarray, explain: bool = True
+) -> tuple[float, list[Contribution]]:
+    """One node's raw score and (optionally) its TreeSHAP contributions, from one feature build.
+
+    Raises:
+        TypeError: the scorer is not a tree model.
+    """
     booster = getattr(scorer, "booster_", None)
     options = getattr(scorer, "features", None)
     if booster is None or options is None or getattr(scorer, "extra_features", None) is not None:
         raise TypeError(f"{type(scorer).__name__} has no tree contributions")
     x, names = tabular_features(dataset, label_mask, options)
-    contrib = booster.predict(x[row : row + 1], pred_contrib=True)[0]
-    out = [Contribution(n, float(x[row, i]), float(contrib[i])) for i, n in enumerate(names)]
-    return sorted(out, key=lambda c: -abs(c.contribution))
+    one = x[row : row + 1]
+    iteration = getattr(scorer, "_best_iteration", None)
+    raw = float(booster.predict(one, num_iteration=iteration)[0])
+    if not explain:
+        return raw, []
+    contrib = booster.predict(one, num_iteration=iteration, pred_contrib=True)[0]
+    out = [Contribution(n, float(one[0, i]), float(contrib[i])) for i, n in enumerate(names)]
+    return raw, sorted(out, key=lambda c: -abs(c.contribution))
 
 
 def top_reasons(contributions: list[Contribution], k: int = 3) -> list[tuple[str, str, float]]:

@@ -21,7 +21,7 @@ from torch_geometric.data import HeteroData
 
 from gnn.data.dataset import NodeDataset, as_tensor_x
 from gnn.data.entity_graph import HOUR_MS, VELOCITY_RELS, WINDOWS_MS
-from gnn.explain import Contribution, top_reasons, tree_contributions
+from gnn.explain import Contribution, top_reasons, tree_score
 from gnn.training import RiskModel
 from graphrisk.events import OnboardingEvent
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
@@ -134,19 +134,18 @@ class ApplicantScorer:
 
     def _score(self, dataset: NodeDataset, links: pd.DataFrame, explain: bool) -> ApplicantScore:
         label_mask = self.model.label_mask(dataset)
-        raw = self.model.scorer.predict_proba(dataset, label_mask=label_mask)
-        score = float(self.model.calibrator.transform(raw[:1])[0])
-        band = str(self.model.band(np.array([score]))[0])
         contributions: list[Contribution] = []
-        if explain:
-            try:
-                contributions = tree_contributions(self.model.scorer, dataset, 0, label_mask)
-            except TypeError:
-                contributions = []
+        try:
+            # Tree models: one feature build, row 0 only, contributions from the same matrix.
+            raw0, contributions = tree_score(self.model.scorer, dataset, 0, label_mask, explain)
+        except TypeError:
+            raw0 = float(self.model.scorer.predict_proba(dataset, label_mask=label_mask)[0])
+        score = float(self.model.calibrator.transform(np.array([raw0]))[0])
+        band = str(self.model.band(np.array([score]))[0])
         neighbours = links["user"].drop_duplicates()
         return ApplicantScore(
             score=score,
-            raw_score=float(raw[0]),
+            raw_score=raw0,
             band=band,
             linked_users={str(k): int(v) for k, v in links.groupby("rel")["user"].nunique().items()},
             known_fraud_neighbours=sorted(neighbours[neighbours.isin(self.model.known_fraud)].tolist())[:20],

@@ -7,10 +7,12 @@ import json
 import time
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Onboarding, ScoreCaller, State
 from api.metrics import SCORES
 from api.schemas import Applicant, Reason, ScoreResponse
+from api.state import AppState
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
 
@@ -28,56 +30,62 @@ def _unavailable(reason: str) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, reason, {"Retry-After": "30"})
 
 
+def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]) -> ScoreResponse:
+    """A new applicant's score from its k-hop neighbourhood (CPU and store bound: runs on a worker thread)."""
+    scorer = state.applicant_scorer
+    if scorer is None:
+        raise _unavailable("no production model is loaded")
+    if time.time() - state.store_ok_at > STALE_AFTER_S:
+        raise _unavailable("the graph store is unavailable; retry later")
+    event_fields = {k: v for k, v in payload.items() if v is not None}
+    event_fields.setdefault("time", int(time.time() * 1000))
+    try:
+        event = parse_event(
+            {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
+        )
+        result = scorer.score(state.store, event)  # type: ignore[arg-type]
+    except FieldError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
+        ) from None
+    except NormalisationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
+        ) from None
+    except StoreError as exc:
+        raise _unavailable(f"the graph store is unavailable: {exc}") from None
+    reasons = [Reason(code=c, text=t, weight=round(w, 4)) for c, t, w in result.reasons]
+    if result.known_fraud_neighbours:
+        reasons.insert(0, Reason(code="linked_to_confirmed_fraud",
+                                 text=f"shares identifiers with {len(result.known_fraud_neighbours)} confirmed fraud users"))  # fmt: skip
+    assert state.model_meta is not None
+    ring = next((state.ring_of[u] for u in result.known_fraud_neighbours if u in state.ring_of), None)
+    return ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
+                             model_version=state.model_meta.version, known_user=False, reasons=reasons,
+                             ring_id=ring)  # fmt: skip
+
+
 @router.post(
     "/score",
     response_model=ScoreResponse,
     responses={503: {"description": "graph store or model unavailable"}},
 )
-def score_applicant(applicant: Applicant, state: State, caller: ScoreCaller) -> ScoreResponse:
+async def score_applicant(applicant: Applicant, state: State, caller: ScoreCaller) -> ScoreResponse:
     """Score an applicant: from the published score if already in the graph, else from its
     neighbourhood in the graph (nothing is written)."""
     payload = applicant.model_dump(mode="json")
     cached = state.scores.get(applicant.user_id)
     if cached is not None:
+        # Known users stay on the event loop: a dict lookup needs no worker thread.
         stale = time.time() - state.store_ok_at > STALE_AFTER_S
         response = ScoreResponse(user_id=applicant.user_id, score=cached.score, band=cached.band,  # type: ignore[arg-type]
                                  model_version=cached.model_version, known_user=True, stale=stale,
                                  ring_id=state.ring_of.get(applicant.user_id))  # fmt: skip
         kind = "known"
     else:
-        scorer = state.applicant_scorer
-        if scorer is None:
-            raise _unavailable("no production model is loaded")
-        if time.time() - state.store_ok_at > STALE_AFTER_S:
-            raise _unavailable("the graph store is unavailable; retry later")
-        event_fields = {k: v for k, v in payload.items() if v is not None}
-        event_fields.setdefault("time", int(time.time() * 1000))
-        try:
-            event = parse_event(
-                {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
-            )
-            result = scorer.score(state.store, event)  # type: ignore[arg-type]
-        except FieldError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
-            ) from None
-        except NormalisationError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
-            ) from None
-        except StoreError as exc:
-            raise _unavailable(f"the graph store is unavailable: {exc}") from None
-        reasons = [Reason(code=c, text=t, weight=round(w, 4)) for c, t, w in result.reasons]
-        if result.known_fraud_neighbours:
-            reasons.insert(0, Reason(code="linked_to_confirmed_fraud",
-                                     text=f"shares identifiers with {len(result.known_fraud_neighbours)} confirmed fraud users"))  # fmt: skip
-        assert state.model_meta is not None
-        ring = next((state.ring_of[u] for u in result.known_fraud_neighbours if u in state.ring_of), None)
-        response = ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
-                                 model_version=state.model_meta.version, known_user=False, reasons=reasons,
-                                 ring_id=ring)  # fmt: skip
+        response = await run_in_threadpool(_score_new, state, applicant, payload)
         kind = "new"
     SCORES.labels(kind, response.band).inc()
     state.audit.append(caller.name, caller.role.value, "score", applicant.user_id,
