@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, create_engine, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Engine
+
+from api.db import make_engine
 
 GENESIS = "0" * 64
 _metadata = MetaData()
@@ -51,9 +53,7 @@ class AuditLog:
     """
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, future=True)
+        self.engine: Engine = make_engine(url)
         _metadata.create_all(self.engine)
         self._lock = threading.Lock()
         with self.engine.connect() as conn:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, create_engine, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.engine import Engine
+
+from api.db import make_engine
 
 _metadata = MetaData()
 decisions_table = Table(
@@ -29,9 +31,7 @@ class DecisionStore:
     """Stores decisions; the latest decision per ring wins when exporting labels."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, future=True)
+        self.engine: Engine = make_engine(url)
         _metadata.create_all(self.engine)
 
     def record(self, ring_id: str, decision: str, note: str, actor: str, members: list[str]) -> int:

@@ -30,10 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from gnn.registry import ModelRegistry
-from gnn.rings.run import find_rings
-from gnn.scoring import score_users
-from gnn.training import train_entity_model
+from gnn.workflow import train_score_and_find_rings
 from graphrisk.config import load_settings
 from graphrisk.local_server import LocalServer, free_port
 from graphrisk.store import GraphStore
@@ -94,11 +91,7 @@ def main() -> None:
         labels = pd.read_parquet(work / "gen" / "labels" / "users.parquet")
         with GraphStore(s) as store:
             refresh(s, store, work / "gen" / "events")
-            registry = ModelRegistry(s.data_dir / "models")
-            meta, _ = train_entity_model(s.snapshot_dir, labels, registry, candidates=("gbdt",))
-            registry.promote(meta.version)
-            score_users(s.snapshot_dir, s.data_dir / "scores", registry, store)
-            find_rings(s, store, labels=labels)
+            train_score_and_find_rings(s, store, labels)
         events = pd.read_parquet(sorted((work / "gen" / "events").rglob("*.parquet")))
         row = events[events["event_type"] == "onboarding"].iloc[0]
         applicant = {

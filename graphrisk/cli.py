@@ -486,7 +486,7 @@ def demo_cmd(
     """End to end on the embedded default: ArcadeDB, events, graph, model, scores, rings, API."""
     import pandas as pd
 
-    from gnn.training import train_entity_model
+    from gnn.workflow import train_score_and_find_rings
     from graphrisk.errors import StoreError
     from graphrisk.local_server import LocalServer
     from graphrisk.store import GraphStore
@@ -513,11 +513,8 @@ def demo_cmd(
         with _errors_exit(), GraphStore(s) as store:
             with _spinner("building the graph (Beam)"):
                 report = refresh(s, store, events_dir / "events")
-            with _spinner("training the user risk model"):
-                meta, trained = train_entity_model(s.snapshot_dir, pd.read_parquet(labels_path), _registry(s),
-                                                   candidates=("gbdt",))  # fmt: skip
-            _registry(s).promote(meta.version, force=True)
-            downstream = _score_and_rings(s, store, labels_path)
+            with _spinner("training the risk model, scoring users, finding rings"):
+                downstream = train_score_and_find_rings(s, store, pd.read_parquet(labels_path))
             nodes, rels = store.node_counts(), store.rel_counts()
         table = Table("label / type", "count", "events", title="entity graph")
         for label, n in nodes.items():
@@ -527,7 +524,7 @@ def demo_cmd(
         Console(stderr=True).print(table)
         body = report.to_dict()
         body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
-        save_report(s, "demo", {"generated": _as_dict(gen), "refresh": body, "model": trained,
+        save_report(s, "demo", {"generated": _as_dict(gen), "refresh": body,
                                 "graph": {"nodes": nodes, "relationships": rels}, **downstream})  # fmt: skip
         if serve:
             user = pd.read_parquet(labels_path)["user_id"].iloc[0]

@@ -12,10 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from gnn.registry import ModelRegistry
-from gnn.rings.run import find_rings
-from gnn.scoring import score_users
-from gnn.training import train_entity_model
+from gnn.workflow import train_score_and_find_rings
 from graphrisk.config import Settings
 from graphrisk.events import parse_event
 from graphrisk.local_server import LocalServer
@@ -46,13 +43,9 @@ def world(bolt_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) ->
     labels = pd.read_parquet(root / "gen" / "labels" / "users.parquet")
     with GraphStore(settings) as store:
         refresh(settings, store, root / "gen" / "events")
-        registry = ModelRegistry(settings.data_dir / "models")
-        meta, _ = train_entity_model(settings.snapshot_dir, labels, registry, candidates=("gbdt",))
-        registry.promote(meta.version)
-        score_users(settings.snapshot_dir, settings.data_dir / "scores", registry, store)
-        find_rings(settings, store, labels=labels)
+        report = train_score_and_find_rings(settings, store, labels)
     events = pd.read_parquet(sorted((root / "gen" / "events").rglob("*.parquet")))
-    return {"settings": settings, "labels": labels, "events": events, "version": meta.version}
+    return {"settings": settings, "labels": labels, "events": events, "version": report["model"]["version"]}
 
 
 @pytest.fixture(scope="module")
