@@ -1,7 +1,7 @@
 """Train, choose, calibrate and register a user risk model on the entity graph's snapshot.
 
 Candidates are fitted on the same split; the best by validation AUPRC wins, is calibrated on
-validation (isotonic), gets its decision thresholds (a target precision, and a review
+validation (Platt scaling, which keeps the ranking), gets its decision thresholds (a target precision, and a review
 capacity) from validation, and is stored in the registry with its metrics and lineage.
 """
 
@@ -127,7 +127,9 @@ def train_entity_model(
             best = (val_ap, name, model)
     assert best is not None
     val_ap, name, scorer = best
-    calibrator = Calibrator("isotonic").fit(scorer.validation_scores_, y_val)
+    # Platt, not isotonic: isotonic steps tie the top scores (with ~100 validation positives) and
+    # an investigator queue sorted by score loses its order there; Platt keeps the ranking.
+    calibrator = Calibrator("platt").fit(scorer.validation_scores_, y_val)
     val_cal = calibrator.transform(scorer.validation_scores_)
     block = threshold_for_precision(val_cal, y_val, target_precision)
     review = min(threshold_for_fraction(val_cal, review_fraction), block)

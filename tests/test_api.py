@@ -123,7 +123,7 @@ def test_removing_top_evidence_lowers_the_score(client: TestClient, world: dict[
     """Faithfulness on the online path: an applicant copying a ring member's identifiers, then the
     same applicant with the identifiers its reasons point at replaced by fresh ones.
 
-    Compared on the model's raw output: isotonic calibration maps its top scores to one value.
+    Compared on the model's raw output: calibrated scores saturate near 1 for clear-cut rings.
     """
     member = _fraud_user(world, "synthetic_identity")
     applicant = _onboarding_of(world, member) | {"user_id": "applicant-copycat"}
