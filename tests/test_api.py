@@ -8,8 +8,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import schemathesis
 import torch
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 
 from api.main import create_app
 from gnn.workflow import train_score_and_find_rings
@@ -284,3 +286,30 @@ def test_rings_list_detail_and_decision(client: TestClient, world: dict[str, Any
     )
     exported = client.app.state.graphrisk.decisions.labels()  # type: ignore[attr-defined]
     assert set(exported["user_id"]) == member_ids and (exported["is_fraud"] == 1).all()
+
+
+@pytest.mark.slow
+def test_fuzzed_requests_never_5xx(client: TestClient) -> None:
+    """Schemathesis-generated requests (valid and invalid) for every operation of the OpenAPI
+    schema, as an investigator and as onboarding: no route answers 5xx, except 503 where the
+    store is declared unavailable."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 7
+    statuses: list[int] = []
+
+    for operation in operations:
+
+        @given(operation.as_strategy())
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+        def fuzz(case: Any) -> None:
+            for headers in (HEADERS["investigator"], HEADERS["onboarding"]):
+                response = case.call(headers=headers)
+                statuses.append(response.status_code)
+                assert response.status_code < 500 or response.status_code == 503, (
+                    case.method, case.path, response.status_code, response.text[:300])  # fmt: skip
+
+        fuzz()
+    # Both well-formed and rejected requests were exercised.
+    assert len(statuses) >= 4 * len(operations)
+    assert any(code < 300 for code in statuses) and any(code == 422 for code in statuses)
