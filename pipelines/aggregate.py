@@ -11,34 +11,53 @@ NodeAcc = tuple[int, int, int, int, dict[str, Any]]
 EdgeAcc = tuple[int, int, int, float, float]
 
 
-def merge_node_facts(values: Iterable[NodeAcc]) -> NodeAcc:
-    """Earliest first, latest last, summed count; properties from the latest fact that has them.
+def fold_node_fact(acc: list[Any] | None, fact: NodeAcc) -> list[Any]:
+    """Fold one node fact into a mutable accumulator (``None`` starts one).
 
-    Ties on time are broken by the properties' sorted items so the result never depends on
-    the order in which a runner delivers facts.
+    Earliest first, latest last, summed count; properties from the latest fact that has any,
+    ties on time broken by the properties' sorted items, so the result never depends on the
+    order in which a runner delivers facts. A fact without properties never sets their time.
     """
-    first, last, count, ptime, props = None, None, 0, -1, {}
-    for f, la, c, pt, p in values:
-        first = f if first is None or f < first else first
-        last = la if last is None or la > last else last
-        count += c
-        if p and (pt > ptime or (pt == ptime and sorted(p.items()) > sorted(props.items()))):
-            ptime, props = pt, p
-    assert first is not None and last is not None, "merge of no facts"
-    return first, last, count, ptime, props
+    f, la, c, pt, p = fact
+    if acc is None:
+        acc = [f, la, 0, -1, {}]
+    acc[0] = min(acc[0], f)
+    acc[1] = max(acc[1], la)
+    acc[2] += c
+    if p and (pt > acc[3] or (pt == acc[3] and sorted(p.items()) > sorted(acc[4].items()))):
+        acc[3], acc[4] = pt, p
+    return acc
+
+
+def fold_edge_fact(acc: list[Any] | None, fact: EdgeAcc) -> list[Any]:
+    """Fold one relationship fact: earliest first, latest last, summed count and amount, largest amount."""
+    f, la, c, amount, amax = fact
+    if acc is None:
+        return [f, la, c, amount, amax]
+    acc[0] = min(acc[0], f)
+    acc[1] = max(acc[1], la)
+    acc[2] += c
+    acc[3] += amount
+    acc[4] = max(acc[4], amax)
+    return acc
+
+
+def merge_node_facts(values: Iterable[NodeAcc]) -> NodeAcc:
+    """The combine of node facts (see :func:`fold_node_fact`)."""
+    acc = None
+    for v in values:
+        acc = fold_node_fact(acc, v)
+    assert acc is not None, "merge of no facts"
+    return tuple(acc)  # type: ignore[return-value]
 
 
 def merge_edge_facts(values: Iterable[EdgeAcc]) -> EdgeAcc:
-    """Earliest first, latest last, summed count and amount, largest single amount."""
-    first, last, count, total, biggest = None, None, 0, 0.0, 0.0
-    for f, la, c, amount, amax in values:
-        first = f if first is None or f < first else first
-        last = la if last is None or la > last else last
-        count += c
-        total += amount
-        biggest = max(biggest, amax)
-    assert first is not None and last is not None, "merge of no facts"
-    return first, last, count, round(total, 4), biggest
+    """The combine of relationship facts (see :func:`fold_edge_fact`), amounts rounded to 1e-4."""
+    acc = None
+    for v in values:
+        acc = fold_edge_fact(acc, v)
+    assert acc is not None, "merge of no facts"
+    return acc[0], acc[1], acc[2], round(acc[3], 4), acc[4]
 
 
 def node_row(element: tuple[tuple[str, str], NodeAcc]) -> tuple[str, dict[str, Any]]:

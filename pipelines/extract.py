@@ -17,6 +17,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from graphrisk.graph_schema import NodeLabel, RelType
+from pipelines.aggregate import fold_edge_fact, fold_node_fact
 
 NodeFact = tuple[tuple[str, str], tuple[int, int, int, int, dict[str, Any]]]
 EdgeFact = tuple[tuple[str, str, str], tuple[int, int, int, float, float]]
@@ -89,26 +90,10 @@ class _FactsFn(beam.DoFn):
 
     def process(self, ev: dict[str, Any]) -> Iterator[Any]:
         nodes, edges = event_facts(ev)
-        for key, (f, la, c, pt, p) in nodes:
-            acc = self._nodes.get(key)
-            if acc is None:
-                self._nodes[key] = [f, la, c, pt, p]
-                continue
-            acc[0] = min(acc[0], f)
-            acc[1] = max(acc[1], la)
-            acc[2] += c
-            if p and (pt > acc[3] or (pt == acc[3] and sorted(p.items()) > sorted(acc[4].items()))):
-                acc[3], acc[4] = pt, p
-        for key, (f, la, c, amount, amax) in edges:
-            acc = self._edges.get(key)
-            if acc is None:
-                self._edges[key] = [f, la, c, amount, amax]
-                continue
-            acc[0] = min(acc[0], f)
-            acc[1] = max(acc[1], la)
-            acc[2] += c
-            acc[3] += amount
-            acc[4] = max(acc[4], amax)
+        for key, fact in nodes:
+            self._nodes[key] = fold_node_fact(self._nodes.get(key), fact)
+        for key, fact in edges:
+            self._edges[key] = fold_edge_fact(self._edges.get(key), fact)
         return iter(())
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

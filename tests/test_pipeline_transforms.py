@@ -116,6 +116,9 @@ def test_merges_are_order_independent() -> None:
     facts = [(5, 5, 1, 5, {"a": "x"}), (1, 1, 2, 1, {"a": "y"}), (9, 9, 1, 9, {})]
     assert merge_node_facts(facts) == merge_node_facts(list(reversed(facts))) == (1, 9, 4, 5, {"a": "x"})
     assert merge_node_facts([merge_node_facts(facts[:2]), facts[2]]) == merge_node_facts(facts)
+    # A later fact without properties never hides an earlier one's (onboarding, then logins).
+    assert merge_node_facts([(9, 9, 1, 9, {}), (5, 5, 1, 5, {"country": "GB"})])[4] == {"country": "GB"}
+    assert merge_node_facts([(5, 5, 1, 5, {"country": "GB"}), (9, 9, 1, 9, {})])[4] == {"country": "GB"}
     edges = [(3, 3, 1, 2.5, 2.5), (1, 1, 1, 4.0, 4.0)]
     assert merge_edge_facts(edges) == merge_edge_facts(edges[::-1]) == (1, 3, 2, 6.5, 4.0)
 
