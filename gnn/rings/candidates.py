@@ -27,6 +27,16 @@ Merchants link only users who paid that merchant at least ``merchant_min_count``
 (the colluding shops of a bust-out ring are paid over and over by the same few members;
 honest one-off buyers do not link to them), and the user count is taken after that filter.
 
+Pass-through flows
+------------------
+Mule rings layer money: a member receives a transfer and passes nearly all of it on within
+minutes. In the other views a chain ``a -> b -> c -> d`` falls apart (its ends have one link,
+so trimming unravels it) or drowns in the members' honest friendships. The **flow view** links
+only the two hops of a pass-through: a transfer ``u -> v`` and one ``v -> w`` (``w != u``) that
+starts at most ``flow_window_h`` hours after the last ``u -> v`` transfer and moves between
+``flow_ratio`` and 1 times as much (largest or mean amounts). Honest users rarely forward money
+like that; its clusters are trimmed only of isolated users (a chain is a ring here).
+
 Clusters
 --------
 Connected components of the graph. A component larger than ``max_size`` is split with
@@ -40,7 +50,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import igraph as ig
 import leidenalg
@@ -75,6 +85,8 @@ class ClusterConfig:
         duplicate_jaccard: Clusters of different views this similar are kept once.
         core: Members need this many neighbours inside their cluster (pendants, e.g. a scam
             victim who paid a mule once, are trimmed off iteratively).
+        flow_window_h: Hours within which forwarded money counts as a pass-through.
+        flow_ratio: Smallest share of the incoming amount a pass-through forwards.
     """
 
     hub_quantile: float = 0.99
@@ -89,6 +101,8 @@ class ClusterConfig:
     core: int = 2
     backend: str = "igraph"
     duplicate_jaccard: float = 0.8
+    flow_window_h: float = 6.0
+    flow_ratio: float = 0.9
 
 
 @dataclass
@@ -385,6 +399,65 @@ VIEWS: dict[str, tuple[tuple[RelType, ...], bool]] = {
 }
 
 
+HOUR_MS = 3_600_000
+
+
+def pass_through_pairs(
+    transfers: pd.DataFrame | None, uidx: pd.Index, cfg: ClusterConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """User-index pairs ``(a, b)`` linked by a pass-through (see module docstring): both hops.
+
+    ``transfers`` is the aggregated ``TRANSFERRED_TO`` table (one row per sender-receiver pair,
+    with count, first/last seen and amount total/max), so amounts and times are compared per
+    pair: the largest amounts, or the mean ones, must match; the time windows must overlap.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if transfers is None or transfers.empty:
+        return empty, empty
+    s, d = uidx.get_indexer(transfers["src"]), uidx.get_indexer(transfers["dst"])
+    ok = (s >= 0) & (d >= 0) & (s != d)
+    e = pd.DataFrame(
+        {
+            "u": s[ok],
+            "v": d[ok],
+            "amax": transfers["amount_max"].to_numpy(dtype=np.float64)[ok],
+            "amean": (transfers["amount_total"] / transfers["count"].clip(lower=1)).to_numpy(np.float64)[ok],
+            "first": transfers["first_seen"].to_numpy(dtype=np.int64)[ok],
+            "last": transfers["last_seen"].to_numpy(dtype=np.int64)[ok],
+        }
+    )
+    # Every incoming hop joined with every outgoing hop of the same user: the join's size is
+    # the sum of in-degree x out-degree over users, small for P2P graphs whose hubs are cut.
+    j = e.merge(e, left_on="v", right_on="u", suffixes=("1", "2"))
+    j = j[j["v2"] != j["u1"]]
+    window = int(cfg.flow_window_h * HOUR_MS)
+    in_time = (j["last2"] >= j["first1"]) & (j["first2"] <= j["last1"] + window)
+    r_max = j["amax2"] / j["amax1"].where(j["amax1"] > 0)
+    r_mean = j["amean2"] / j["amean1"].where(j["amean1"] > 0)
+    forwards = r_max.between(cfg.flow_ratio, 1.0) | r_mean.between(cfg.flow_ratio, 1.0)
+    j = j[in_time & forwards]
+    a = np.r_[j["u1"].to_numpy(), j["v1"].to_numpy()]
+    b = np.r_[j["v1"].to_numpy(), j["v2"].to_numpy()]
+    return a.astype(np.int64), b.astype(np.int64)
+
+
+def build_flow_graph(
+    edges: dict[RelType, pd.DataFrame], uidx: pd.Index, cfg: ClusterConfig | None = None
+) -> UserGraph:
+    """The user graph of pass-through hops only (weight: hops per pair)."""
+    cfg = cfg or ClusterConfig()
+    n = len(uidx)
+    a, b = pass_through_pairs(edges.get(RelType.TRANSFERRED_TO), uidx, cfg)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    uniq, counts = np.unique(lo * np.int64(n) + hi, return_counts=True)
+    return UserGraph(
+        user_ids=uidx.to_numpy(dtype=object),
+        a=(uniq // n).astype(np.int64),
+        b=(uniq % n).astype(np.int64),
+        weight=counts.astype(np.float64),
+    )
+
+
 def _groups(label: np.ndarray) -> list[np.ndarray]:
     idx = np.flatnonzero(label >= 0)
     order = idx[np.argsort(label[idx], kind="stable")]
@@ -430,6 +503,12 @@ def find_candidates(
         members += groups
         views += [name] * len(groups)
         cutoffs[name] = g.cutoffs
+    # The flow view: a layering chain is a ring even though its ends have one link each.
+    label, n_split = find_clusters(build_flow_graph(edges, uidx, cfg), replace(cfg, core=1))
+    split += n_split
+    groups = _groups(label)
+    members += groups
+    views += ["flow"] * len(groups)
     members, views = _dedupe(members, views, cfg.duplicate_jaccard)
     full = build_user_graph(nodes, edges, cfg, uidx=uidx)
     return Candidates(graph=full, members=members, views=views, cutoffs=cutoffs, split_components=split)

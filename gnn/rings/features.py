@@ -79,6 +79,7 @@ def cluster_features(
     size = mt.groupby("cluster").size().reindex(range(C), fill_value=0).to_numpy(dtype=np.float64)
     f: dict[str, np.ndarray] = {"size": size, "log_size": np.log(size)}
     f["view_money"] = (np.asarray(cand.views) == "money").astype(np.float64)
+    f["view_flow"] = (np.asarray(cand.views) == "flow").astype(np.float64)
 
     g = cand.graph
     inn = _internal(mt, g.a, g.b)
