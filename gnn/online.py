@@ -2,10 +2,10 @@
 
 The applicant's identifiers are normalised and keyed-hashed exactly as the pipeline does, and
 looked up in the store (one round trip, ``cypher/serving/applicant_links.cypher``): that gives
-its 1-hop identifiers and the 2-hop users on them. A small :class:`NodeDataset` is built from
-them: the applicant's own features computed with the batch definitions of
-:mod:`gnn.data.entity_graph`, the neighbours' features from the last scoring run. The
-production model then scores row 0 with the same feature code it was trained with.
+its 1-hop identifiers and the 2-hop users on them. Its own features follow the batch
+definitions of :mod:`gnn.data.entity_graph`; its neighbours' features are the last scoring
+run's. Tree models get the feature row straight from :class:`gnn.online_features.StarFeatures`
+(a few NumPy reductions); other scorers run on the star as a small dataset.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch_geometric.data import HeteroData
 
-from gnn.data.dataset import NodeDataset, as_tensor_x
-from gnn.data.entity_graph import HOUR_MS, VELOCITY_RELS, WINDOWS_MS
-from gnn.explain import Contribution, top_reasons, tree_score
+from gnn.data.entity_graph import VELOCITY_RELS, WINDOWS_MS
+from gnn.explain import Contribution, booster_score, top_reasons
+from gnn.online_features import IdentifierLinks, StarFeatures
 from gnn.training import RiskModel
 from graphrisk.events import OnboardingEvent
-from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
+from graphrisk.graph_schema import RelType
 from graphrisk.store import GraphStore
 from pipelines.pseudonymise import RepeatedIdentifiers, clean_event
 
@@ -37,6 +35,7 @@ APPLICANT_IDENTIFIERS: dict[RelType, str] = {
     RelType.HAS_PHONE: "phone",
     RelType.LIVES_AT: "address",
 }
+LINK_COLUMNS = ["rel", "node", "node_events", "node_first", "user", "linked_at"]
 
 
 @dataclass
@@ -52,21 +51,22 @@ class ApplicantScore:
     contributions: list[Contribution]
 
 
-def applicant_features(links: pd.DataFrame, feature_names: list[str], now_ms: int) -> np.ndarray:
+def applicant_features(
+    identifiers: list[IdentifierLinks], feature_names: list[str], now_ms: int
+) -> np.ndarray:
     """The applicant's own feature vector, by the batch definitions (others' links only)."""
     f = dict.fromkeys(feature_names, 0.0)
     f["onboarded"] = 1.0
     f["events"] = 1.0
     f["hours_to_first_payment"] = float("nan")
-    for rel in APPLICANT_IDENTIFIERS:
-        rn = rel.value.lower()
+    for ident in identifiers:
+        rn = ident.rel.value.lower()
         f[f"deg_{rn}"] = 1.0
         f[f"events_{rn}"] = 1.0
-        sub = links[links["rel"] == rel.value]
-        f[f"shared_max_{rn}"] = float(len(sub))
-        f[f"shared_sum_{rn}"] = float(len(sub))
-        if rel in VELOCITY_RELS:
-            t = sub["linked_at"].to_numpy(dtype=np.int64)
+        f[f"shared_max_{rn}"] = float(len(ident.rows))
+        f[f"shared_sum_{rn}"] = float(len(ident.rows))
+        if ident.rel in VELOCITY_RELS:
+            t = ident.linked_at
             for wname, wms in WINDOWS_MS.items():
                 f[f"velocity_{wname}_{rn}"] = float(((t >= now_ms - wms) & (t < now_ms)).sum())
     return np.array([f[n] for n in feature_names], dtype=np.float64)
@@ -91,6 +91,19 @@ class ApplicantScorer:
         self.fx_rates = fx_rates
         self.region = default_phone_region
         self.max_links = max_links
+        scorer = model.scorer
+        tree = (
+            getattr(scorer, "booster_", None) is not None
+            and getattr(scorer, "features", None) is not None
+            and getattr(scorer, "extra_features", None) is None
+        )
+        self.star = StarFeatures(
+            user_features,
+            model.train_labels,
+            scorer.features if tree else None,
+            list(scorer.feature_names) if tree else None,
+        )
+        self.fast = tree
 
     def links(self, store: GraphStore, clean: dict[str, Any]) -> pd.DataFrame:
         """Existing users on the applicant's identifiers."""
@@ -98,8 +111,7 @@ class ApplicantScorer:
             "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
             "phone": clean["phone"], "address": clean["address"], "limit": self.max_links,
         }  # fmt: skip
-        rows = store.read("serving/applicant_links", **params)
-        return pd.DataFrame(rows, columns=["rel", "node", "node_events", "node_first", "user", "linked_at"])
+        return pd.DataFrame(store.read("serving/applicant_links", **params), columns=LINK_COLUMNS)
 
     def score(self, store: GraphStore, event: OnboardingEvent, now_ms: int | None = None) -> ApplicantScore:
         """Score one applicant; nothing is written."""
@@ -107,8 +119,9 @@ class ApplicantScorer:
         clean = clean_event(event, self.ids, self.fx_rates, self.region)
         links = self.links(store, clean)
         links = links[links["user"] != event.user_id]
-        x0 = applicant_features(links, self.feature_names, now)
-        return self._score(self._subgraph(x0, links, now), links, explain=True)
+        identifiers = self.identifiers(links, now)
+        x0 = applicant_features(identifiers, self.feature_names, now)
+        return self._score(x0, identifiers, links, now, explain=True)
 
     def score_known(
         self, store: GraphStore, user_id: str, explain: bool = True, drop_rels: tuple[str, ...] = ()
@@ -121,25 +134,58 @@ class ApplicantScorer:
         Raises:
             KeyError: the user has no published features.
         """
-        x0 = self.user_features.loc[user_id].to_numpy(dtype=np.float64)
+        x0 = self.star.features_of(user_id)
         rows = store.read(
             "serving/user_links",
             id=user_id,
             rels=[r.value for r in APPLICANT_IDENTIFIERS],
             limit=self.max_links,
         )
-        links = pd.DataFrame(rows, columns=["rel", "node", "node_events", "node_first", "user", "linked_at"])
+        links = pd.DataFrame(rows, columns=LINK_COLUMNS)
         links = links[~links["rel"].isin(drop_rels)]
-        return self._score(self._subgraph(x0, links, int(time.time() * 1000), drop_rels), links, explain)
+        now = int(time.time() * 1000)
+        identifiers = [i for i in self.identifiers(links, now) if i.rel.value not in drop_rels]
+        return self._score(x0, identifiers, links, now, explain)
 
-    def _score(self, dataset: NodeDataset, links: pd.DataFrame, explain: bool) -> ApplicantScore:
-        label_mask = self.model.label_mask(dataset)
+    def identifiers(self, links: pd.DataFrame, now_ms: int) -> list[IdentifierLinks]:
+        """One entry per identifier relation: its users' published rows and link times.
+
+        A known user with two devices gets one device node holding both devices' users (the
+        applicant shape: one identifier per relation).
+        """
+        rel = links["rel"].to_numpy()
+        users = links["user"].to_numpy()
+        events = links["node_events"].to_numpy(dtype=np.float64)
+        first = links["node_first"].to_numpy(dtype=np.float64)
+        linked_at = links["linked_at"].to_numpy(dtype=np.int64)
+        out = []
+        for r in APPLICANT_IDENTIFIERS:
+            m = rel == r.value
+            hit = bool(m.any())
+            out.append(
+                IdentifierLinks(
+                    rel=r,
+                    node_events=float(events[m][0]) if hit else 0.0,
+                    node_first=float(first[m][0]) if hit else float(now_ms),
+                    rows=self.star.rows_of(users[m]),
+                    linked_at=linked_at[m],
+                )
+            )
+        return out
+
+    def _score(
+        self, x0: np.ndarray, identifiers: list[IdentifierLinks], links: pd.DataFrame, now: int, explain: bool
+    ) -> ApplicantScore:
         contributions: list[Contribution] = []
-        try:
-            # Tree models: one feature build, row 0 only, contributions from the same matrix.
-            raw0, contributions = tree_score(self.model.scorer, dataset, 0, label_mask, explain)
-        except TypeError:
-            raw0 = float(self.model.scorer.predict_proba(dataset, label_mask=label_mask)[0])
+        scorer = self.model.scorer
+        if self.fast:
+            raw0, contributions = booster_score(
+                scorer.booster_, getattr(scorer, "_best_iteration", None),
+                self.star.row(x0, identifiers, now), self.star.names, explain,
+            )  # fmt: skip
+        else:
+            dataset = self.star.dataset(x0, identifiers, now)
+            raw0 = float(scorer.predict_proba(dataset, label_mask=dataset.y >= 0)[0])
         score = float(self.model.calibrator.transform(np.array([raw0]))[0])
         band = str(self.model.band(np.array([score]))[0])
         neighbours = links["user"].drop_duplicates()
@@ -151,46 +197,4 @@ class ApplicantScorer:
             known_fraud_neighbours=sorted(neighbours[neighbours.isin(self.model.known_fraud)].tolist())[:20],
             reasons=top_reasons(contributions),
             contributions=contributions[:10],
-        )
-
-    def _subgraph(
-        self, x0: np.ndarray, links: pd.DataFrame, now: int, dropped: tuple[str, ...] = ()
-    ) -> NodeDataset:
-        users = ["__self__", *links["user"].drop_duplicates().tolist()]
-        uidx = {u: i for i, u in enumerate(users)}
-        x_users = np.zeros((len(users), len(self.feature_names)))
-        x_users[0] = x0
-        if len(users) > 1:
-            known = self.user_features.reindex(users[1:])
-            x_users[1:] = known.to_numpy(dtype=np.float64)
-        data = HeteroData()
-        data[NodeLabel.USER.value].x = as_tensor_x(x_users)
-        for rel, et in EDGE_TYPES.items():
-            label = et.dst
-            src: list[int] = []
-            dst: list[int] = []
-            node_rows: list[list[float]] = []
-            if rel in APPLICANT_IDENTIFIERS and rel.value not in dropped:
-                sub = links[links["rel"] == rel.value]
-                n_users = len(sub) + 1
-                events = float(sub["node_events"].iloc[0]) + 1 if len(sub) else 1.0
-                first = float(sub["node_first"].iloc[0]) if len(sub) else float(now)
-                node_rows.append([n_users, events, (now - first) / HOUR_MS])
-                src = [0, *(uidx[u] for u in sub["user"])]
-                dst = [0] * len(src)
-            if label != NodeLabel.USER:
-                # Every non-user label has (users, events, age) columns, as in the batch dataset.
-                data[label.value].x = (
-                    torch.zeros((0, 3)) if not node_rows else as_tensor_x(np.array(node_rows))
-                )
-            ei = torch.as_tensor(np.array([src, dst], dtype=np.int64).reshape(2, -1))
-            data[et.src.value, rel.value, et.dst.value].edge_index = ei
-            data[et.dst.value, f"rev_{rel.value}", et.src.value].edge_index = ei.flip(0)
-        return NodeDataset(
-            name="applicant",
-            data=data,
-            target=NodeLabel.USER.value,
-            y=np.full(len(users), -1, dtype=np.int64),
-            feature_names=self.feature_names,
-            node_ids=np.array(users, dtype=object),
         )
