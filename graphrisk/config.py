@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     new_applicant_timeout_s: float = Field(2.0, gt=0)
 
+    # Rings: candidate clusters whose collusion score is below this are neither kept in the ring
+    # registry nor written as Ring nodes (most candidates are households and friend groups).
+    ring_min_score: float = Field(0.1, ge=0.0, le=1.0)
+
     # Beam.
     beam_runner: str = "DirectRunner"
     beam_workers: int = Field(1, ge=1, le=64)

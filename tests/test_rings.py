@@ -185,7 +185,10 @@ def test_write_back_and_stable_ids_across_refreshes(
     )
     first = find_rings(settings, store, labels=labels, tables=(nodes, edges), now_ms=1_000)
     assert first.trained and first.clusters > 0
-    assert first.written["rings"] == first.clusters
+    # Only clusters at or above the minimum score become Ring nodes, every one of them.
+    scores = pd.read_parquet(settings.data_dir / "rings" / "rings.parquet")["score"]
+    assert 0 < first.kept < first.clusters and first.written["rings"] == first.kept
+    assert (scores >= settings.ring_min_score).all()
     rings1 = pd.read_parquet(settings.data_dir / "rings" / "rings.parquet")
     members1 = pd.read_parquet(settings.data_dir / "rings" / "members.parquet")
     top = store.read("rings/list_rings", min_score=0.5, status=None, skip=0, limit=5)

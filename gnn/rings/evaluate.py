@@ -3,6 +3,9 @@
 - A planted ring is **found** when one flagged cluster (score >= threshold) covers it with
   Jaccard >= 0.5. Recall is reported per typology.
 - **Precision**: flagged clusters that are colluding (ring Jaccard >= 0.5 or >= 50 % fraud).
+  Per typology, flagged clusters are attributed to the planted ring they overlap most (clusters
+  overlapping none are counted under ``unmatched_flagged``), so a false alarm that grazes a
+  mule ring counts against ``mule_ring``.
 - **Member AUPRC**: each user scored by the best ring score among the clusters holding them
   (0 outside every cluster), against ``is_fraud``.
 - Cluster-level AUPRC of the ring score and of the mean member score, side by side: the ring
@@ -46,12 +49,16 @@ def evaluate_rings(
     found_ids = set(match.loc[flagged & (match["jaccard"] >= MATCH_JACCARD).to_numpy(), "ring_id"])
     covered_ids = set(match.loc[(match["jaccard"] >= MATCH_JACCARD).to_numpy(), "ring_id"])
     per_typ: dict[str, dict[str, float]] = {}
+    flagged_typ = match["ring_id"].map(rings).to_numpy()
     for typ, ids in rings.groupby(rings):
         n = len(ids)
+        mine = flagged & (flagged_typ == typ)
         per_typ[str(typ)] = {
             "rings": n,
             "recall": sum(i in found_ids for i in ids.index) / n,
             "candidate_recall": sum(i in covered_ids for i in ids.index) / n,
+            "flagged": int(mine.sum()),
+            "precision": float(y[mine].mean()) if mine.any() else float("nan"),
         }
     ms = member_scores(cand, ring_scores)
     fraud = labels.set_index("user_id")["is_fraud"].reindex(ms.index).fillna(0).to_numpy()
@@ -63,6 +70,7 @@ def evaluate_rings(
         "recall": len(found_ids) / max(len(rings), 1),
         "candidate_recall": len(covered_ids) / max(len(rings), 1),
         "by_typology": per_typ,
+        "unmatched_flagged": int((flagged & pd.isna(flagged_typ)).sum()),
         "member_auprc": _auprc(fraud, ms.to_numpy(dtype=np.float64)),
         "cluster_auprc_ring_score": _auprc(y, ring_scores),
     }

@@ -3,12 +3,18 @@
 One entry point for the CLI (``graphrisk rings``) and the refresh. With ``labels`` the ring
 model is (re)trained on this run's clusters and saved to ``<registry_dir>/model.pkl``; without,
 the last saved model scores the clusters.
+
+Only clusters scoring at least ``settings.ring_min_score`` (``GRAPHRISK_RING_MIN_SCORE``,
+default 0.1) become rings: the registry, stable ids and ``Ring`` nodes cover those alone. Most
+candidates are households and friend groups scoring near 0; writing them all made ~134k
+``Ring`` nodes at 1M users. A ring whose cluster falls below the bar is closed like a ring
+that disappeared. Quality figures are computed over every candidate.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ class RingReport:
     clusters_by_view: dict[str, int]
     flagged: int
     threshold: float
+    kept: int
+    min_score: float
     statuses: dict[str, int]
     hub_cutoffs: dict[str, dict[str, int]]
     registry_dir: str
@@ -107,10 +115,12 @@ def find_rings(
     ring_scores = model.predict(feats)
     t3 = time.perf_counter()
 
+    keep = ring_scores >= settings.ring_min_score
+    kept = _subset(cand, keep)
     registry = RingRegistry(reg_dir)
     prev_rings, prev_members = registry.load()
     rings, members, closed, left = _next_registry(
-        cand, ring_scores, model.version, prev_rings, prev_members, now
+        kept, ring_scores[keep], model.version, prev_rings, prev_members, now
     )
     registry.save(rings, members)
     t4 = time.perf_counter()
@@ -128,6 +138,8 @@ def find_rings(
         clusters_by_view={str(k): int(v) for k, v in pd.Series(cand.views).value_counts().items()},
         flagged=int((ring_scores >= model.threshold).sum()),
         threshold=model.threshold,
+        kept=kept.num_clusters,
+        min_score=settings.ring_min_score,
         statuses={str(k): int(v) for k, v in rings["status"].value_counts().items()},
         hub_cutoffs=cand.cutoffs,
         registry_dir=str(reg_dir),
@@ -142,6 +154,12 @@ def find_rings(
             "write": round(t5 - t4, 2),
         },
     )
+
+
+def _subset(cand: Candidates, keep: np.ndarray) -> Candidates:
+    """The candidates with only the clusters where ``keep`` is true (same graph and cut-offs)."""
+    idx = np.flatnonzero(keep)
+    return replace(cand, members=[cand.members[i] for i in idx], views=[cand.views[i] for i in idx])
 
 
 def _next_registry(
