@@ -35,7 +35,6 @@ APPLICANT_IDENTIFIERS: dict[RelType, str] = {
     RelType.HAS_PHONE: "phone",
     RelType.LIVES_AT: "address",
 }
-LINK_COLUMNS = ["rel", "node", "node_events", "node_first", "user", "linked_at"]
 
 
 @dataclass
@@ -104,21 +103,21 @@ class ApplicantScorer:
             list(scorer.feature_names) if tree else None,
         )
         self.fast = tree
+        self.known_fraud = model.known_fraud  # a frozenset built from the labels: build it once
 
-    def links(self, store: GraphStore, clean: dict[str, Any]) -> pd.DataFrame:
-        """Existing users on the applicant's identifiers."""
+    def links(self, store: GraphStore, clean: dict[str, Any]) -> list[dict[str, Any]]:
+        """Existing users on the applicant's identifiers, one row per (identifier, user)."""
         params = {
             "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
             "phone": clean["phone"], "address": clean["address"], "limit": self.max_links,
         }  # fmt: skip
-        return pd.DataFrame(store.read("serving/applicant_links", **params), columns=LINK_COLUMNS)
+        return store.read("serving/applicant_links", **params)
 
     def score(self, store: GraphStore, event: OnboardingEvent, now_ms: int | None = None) -> ApplicantScore:
         """Score one applicant; nothing is written."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         clean = clean_event(event, self.ids, self.fx_rates, self.region)
-        links = self.links(store, clean)
-        links = links[links["user"] != event.user_id]
+        links = [r for r in self.links(store, clean) if r["user"] != event.user_id]
         identifiers = self.identifiers(links, now)
         x0 = applicant_features(identifiers, self.feature_names, now)
         return self._score(x0, identifiers, links, now, explain=True)
@@ -141,40 +140,44 @@ class ApplicantScorer:
             rels=[r.value for r in APPLICANT_IDENTIFIERS],
             limit=self.max_links,
         )
-        links = pd.DataFrame(rows, columns=LINK_COLUMNS)
-        links = links[~links["rel"].isin(drop_rels)]
+        links = [r for r in rows if r["rel"] not in drop_rels]
         now = int(time.time() * 1000)
         identifiers = [i for i in self.identifiers(links, now) if i.rel.value not in drop_rels]
         return self._score(x0, identifiers, links, now, explain)
 
-    def identifiers(self, links: pd.DataFrame, now_ms: int) -> list[IdentifierLinks]:
+    def identifiers(self, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
         """One entry per identifier relation: its users' published rows and link times.
 
         A known user with two devices gets one device node holding both devices' users (the
         applicant shape: one identifier per relation).
         """
-        rel = links["rel"].to_numpy()
-        users = links["user"].to_numpy()
-        events = links["node_events"].to_numpy(dtype=np.float64)
-        first = links["node_first"].to_numpy(dtype=np.float64)
-        linked_at = links["linked_at"].to_numpy(dtype=np.int64)
-        out = []
-        for r in APPLICANT_IDENTIFIERS:
-            m = rel == r.value
-            hit = bool(m.any())
+        by_rel: dict[str, list[dict[str, Any]]] = {r.value: [] for r in APPLICANT_IDENTIFIERS}
+        for link in links:
+            by_rel[link["rel"]].append(link)
+        rows = self.star.rows_of(np.array([link["user"] for link in links], dtype=object))
+        out, start = [], 0
+        for rel in APPLICANT_IDENTIFIERS:
+            group = by_rel[rel.value]
+            first = group[0] if group else None
             out.append(
                 IdentifierLinks(
-                    rel=r,
-                    node_events=float(events[m][0]) if hit else 0.0,
-                    node_first=float(first[m][0]) if hit else float(now_ms),
-                    rows=self.star.rows_of(users[m]),
-                    linked_at=linked_at[m],
+                    rel=rel,
+                    node_events=float(first["node_events"] or 0) if first else 0.0,
+                    node_first=float(first["node_first"]) if first else float(now_ms),
+                    rows=rows[start : start + len(group)],
+                    linked_at=np.array([link["linked_at"] for link in group], dtype=np.int64),
                 )
             )
+            start += len(group)
         return out
 
     def _score(
-        self, x0: np.ndarray, identifiers: list[IdentifierLinks], links: pd.DataFrame, now: int, explain: bool
+        self,
+        x0: np.ndarray,
+        identifiers: list[IdentifierLinks],
+        links: list[dict[str, Any]],
+        now: int,
+        explain: bool,
     ) -> ApplicantScore:
         contributions: list[Contribution] = []
         scorer = self.model.scorer
@@ -188,13 +191,16 @@ class ApplicantScorer:
             raw0 = float(scorer.predict_proba(dataset, label_mask=dataset.y >= 0)[0])
         score = float(self.model.calibrator.transform(np.array([raw0]))[0])
         band = str(self.model.band(np.array([score]))[0])
-        neighbours = links["user"].drop_duplicates()
+        users_by_rel: dict[str, set[str]] = {}
+        for link in links:
+            users_by_rel.setdefault(link["rel"], set()).add(link["user"])
+        neighbours = set().union(*users_by_rel.values())
         return ApplicantScore(
             score=score,
             raw_score=raw0,
             band=band,
-            linked_users={str(k): int(v) for k, v in links.groupby("rel")["user"].nunique().items()},
-            known_fraud_neighbours=sorted(neighbours[neighbours.isin(self.model.known_fraud)].tolist())[:20],
+            linked_users={rel: len(users) for rel, users in users_by_rel.items()},
+            known_fraud_neighbours=sorted(neighbours & self.known_fraud)[:20],
             reasons=top_reasons(contributions),
             contributions=contributions[:10],
         )

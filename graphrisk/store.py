@@ -131,11 +131,22 @@ class GraphStore:
             raise StoreError(f"graph store at {self.settings.store_uri} is not usable: {exc}") from exc
 
     def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
-        """Run a read statement; rows as plain dicts."""
-        result = self._driver.execute_query(
-            self.library.get(name), params, database_=self.database, routing_=neo4j.RoutingControl.READ
-        )
-        return [r.data() for r in result.records]
+        """Run a read statement; rows as plain dicts.
+
+        An auto-commit query: one round trip fewer than a managed transaction, which is a
+        third of an online applicant lookup.
+
+        Raises:
+            StoreError: the store failed or is unreachable (names the statement).
+        """
+        query = self.library.get(name)
+        try:
+            with self._driver.session(
+                database=self.database, default_access_mode=neo4j.READ_ACCESS
+            ) as session:
+                return [r.data() for r in session.run(query, params)]
+        except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as exc:
+            raise StoreError(f"{name}: {exc}") from exc
 
     def write(self, name: str, **params: Any) -> list[dict[str, Any]]:
         """Run a write statement in a managed transaction, retried on transient failures."""
