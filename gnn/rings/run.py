@@ -201,8 +201,12 @@ def _next_registry(
     rings = pd.concat(frames, ignore_index=True)[RING_COLUMNS] if frames else live
     rings["first_seen"] = rings["first_seen"].astype(np.int64)
     rings["last_seen"] = rings["last_seen"].astype(np.int64)
+    # Typed as text even when empty (no cluster above the minimum score), so merges still line up.
     members = pd.DataFrame(
-        {"ring_id": mt["cluster"].map(ids).to_numpy(), "user_id": mt["user_id"].to_numpy()}
+        {
+            "ring_id": pd.Series(mt["cluster"].map(ids).to_numpy(), dtype=object),
+            "user_id": pd.Series(mt["user_id"].to_numpy(), dtype=object),
+        }
     )
     # Members who left a ring that lives on: their MEMBER_OF edge goes.
     kept = prev_members[prev_members["ring_id"].isin(set(ring_id))]
