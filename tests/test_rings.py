@@ -16,12 +16,14 @@ from gnn.rings.candidates import (
     find_candidates,
     learn_cutoff,
     pairs_within_groups,
+    pass_through_pairs,
     split_component,
 )
 from gnn.rings.events_snapshot import snapshot_from_events
 from gnn.rings.features import transfer_cycles
 from gnn.rings.identity import assign_ids
 from gnn.rings.run import find_rings
+from gnn.rings.transfers import pattern_clusters
 from graphrisk.config import Settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.store import GraphStore
@@ -120,6 +122,45 @@ def test_transfer_cycles_agree_with_networkx() -> None:
     # A 3-cycle and a 2-cycle: two independent cycles.
     on, rank = transfer_cycles(5, np.array([0, 1, 2, 3, 4]), np.array([1, 2, 0, 4, 3]))
     assert on.all() and rank == 2
+
+
+def _transfers(rows: list[tuple[str, str, float, int]]) -> pd.DataFrame:
+    """Aggregated TRANSFERRED_TO rows (one transfer per pair): src, dst, amount, time in hours."""
+    return pd.DataFrame(
+        {"src": [r[0] for r in rows], "dst": [r[1] for r in rows], "count": 1,
+         "first_seen": [r[3] * 3_600_000 for r in rows], "last_seen": [r[3] * 3_600_000 for r in rows],
+         "amount_total": [r[2] for r in rows], "amount_max": [r[2] for r in rows]}
+    )  # fmt: skip
+
+
+def test_pass_through_links_layering_hops_only() -> None:
+    uidx = pd.Index([f"u{i}" for i in range(8)])
+    t = _transfers([
+        ("u0", "u1", 990.0, 10), ("u1", "u2", 975.0, 11), ("u2", "u3", 960.0, 11),  # a layering chain
+        ("u4", "u5", 30.0, 10), ("u5", "u6", 12.0, 11),  # forwards too little
+        ("u6", "u7", 500.0, 10), ("u7", "u4", 495.0, 40),  # forwards too late
+        ("u3", "u2", 955.0, 12),  # straight back to the sender: not a pass-through
+    ])  # fmt: skip
+    a, b = pass_through_pairs(t, uidx, ClusterConfig(flow_window_h=6, flow_ratio=0.9))
+    got = {(min(x, y), max(x, y)) for x, y in zip(a.tolist(), b.tolist(), strict=True)}
+    assert got == {(0, 1), (1, 2), (2, 3)}
+    # A chain's ends have one link each: the flow view keeps the whole chain as one cluster.
+    nodes, edges = _tables(list(uidx), {})
+    edges[RelType.TRANSFERRED_TO] = t
+    cand = find_candidates(nodes, edges)
+    flows = [sorted(m.tolist()) for m, v in zip(cand.members, cand.views, strict=True) if v == "flow"]
+    assert flows == [[0, 1, 2, 3]]
+
+
+def test_pattern_clusters_find_repeated_cycles() -> None:
+    # A 3-cycle whose pairs each transfer twice, a repeated pair without a cycle, one-off noise.
+    rows = [(0, 1), (1, 2), (2, 0)] * 2 + [(3, 4), (3, 4)] + [(5, 6), (6, 5), (0, 7)]
+    tx = pd.DataFrame({"src": [r[0] for r in rows], "dst": [r[1] for r in rows]})
+    pc = pattern_clusters(8, tx)
+    assert pc["pc_size"].tolist() == [3, 3, 3, 2, 2, 0, 0, 0]
+    assert pc["pc_cycle_rank"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert pc["pc_on_cycle"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert pc["pc_transfers"].tolist()[:5] == [6, 6, 6, 2, 2]
 
 
 def _members(clusters: dict[int, list[str]]) -> pd.DataFrame:
