@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
+from scipy.sparse.linalg import eigsh
 from torch_geometric.utils import scatter
 
 from gnn.data.dataset import NodeDataset
@@ -242,3 +244,70 @@ def scale_features(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     std = filled.std(dim=0).clamp_min(1e-6)
     out = (filled - mean) / std
     return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _adjacency(edge_index: torch.Tensor | np.ndarray, num_nodes: int) -> sp.csr_matrix:
+    """Symmetric 0/1 adjacency (CSR) of an edge list; self-loops dropped, duplicates merged."""
+    src, dst = np.asarray(edge_index, dtype=np.int64)
+    keep = src != dst
+    adj = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float64), (dst[keep], src[keep])), shape=(num_nodes, num_nodes)
+    )
+    adj = adj.maximum(adj.T)  # undirected whichever direction(s) the edges were stored in
+    adj.data[:] = 1.0
+    return adj
+
+
+def structural_features(
+    edge_index: torch.Tensor | np.ndarray, num_nodes: int
+) -> tuple[np.ndarray, list[str]]:
+    """Label-free shape of each node's neighbourhood in an undirected graph.
+
+    Columns: log degree; mean and variance of the neighbours' log degree (a worker attached
+    to hubs versus to a clique); the 2-hop mean of log degree; the local clustering
+    coefficient (the share of a node's neighbour pairs that are themselves linked: dense
+    co-working groups). Nodes without neighbours get 0 for the neighbour columns.
+    """
+    adj = _adjacency(edge_index, num_nodes)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    walk = sp.diags(1.0 / np.maximum(deg, 1.0)) @ adj  # row-normalised: neighbour means
+    logdeg = np.log1p(deg)
+    nb_mean = walk @ logdeg
+    nb_var = np.clip(walk @ (logdeg * logdeg) - nb_mean * nb_mean, 0.0, None)
+    # Triangles through i = (A^2 ∘ A) row sum / 2; pairs of neighbours = d (d - 1) / 2.
+    triangles = np.asarray(adj.multiply(adj @ adj).sum(axis=1)).ravel()
+    clustering = triangles / np.maximum(deg * (deg - 1.0), 1.0)
+    mat = np.column_stack([logdeg, nb_mean, nb_var, walk @ nb_mean, clustering])
+    names = ["log_degree", "nb_log_degree_mean", "nb_log_degree_var", "hop2_log_degree_mean", "clustering"]
+    return mat.astype(np.float32), names
+
+
+def spectral_embedding(
+    edge_index: torch.Tensor | np.ndarray, num_nodes: int, dims: int, seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Top ``dims`` eigenvectors of the normalised adjacency ``D^-1/2 A D^-1/2``.
+
+    A label-free position of each node in the graph's community structure (on Tolokers: which
+    projects a worker shares tasks in), which per-node aggregates of a few hops cannot see.
+    Eigenvectors are ordered by decreasing eigenvalue and sign-fixed (largest-magnitude entry
+    positive), and the Lanczos start vector is seeded, so the columns are reproducible.
+
+    Args:
+        edge_index: ``[2, E]`` edges, any direction (made undirected).
+        num_nodes: Number of nodes.
+        dims: Number of eigenvectors (must be below ``num_nodes``).
+        seed: Seed of the Lanczos start vector.
+
+    Returns:
+        ``(matrix [num_nodes, dims] float32, names)``.
+    """
+    adj = _adjacency(edge_index, num_nodes)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    d_isqrt = sp.diags(1.0 / np.sqrt(np.maximum(deg, 1.0)))
+    norm = (d_isqrt @ adj @ d_isqrt).tocsr()
+    v0 = np.random.default_rng(seed).standard_normal(num_nodes)
+    _, vecs = eigsh(norm, k=dims, which="LA", v0=v0, tol=1e-6)
+    vecs = vecs[:, ::-1]
+    signs = np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(dims)])
+    vecs = vecs * np.where(signs == 0, 1.0, signs)
+    return vecs.astype(np.float32), [f"spectral_{i}" for i in range(dims)]

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score
 from torch_geometric.data import HeteroData
 
 from gnn.data.dataset import NodeDataset, stratified_splits
-from gnn.features import label_features, neighbour_features
+from gnn.features import label_features, neighbour_features, spectral_embedding, structural_features
 from gnn.models import (
     BWGNN,
     BlendScorer,
@@ -115,6 +115,32 @@ def test_neighbour_features_match_hand_count() -> None:
     np.testing.assert_allclose(mat[0], [2, 4, 5])
     np.testing.assert_allclose(mat[1], [1, 1, 1])
     assert mat[2, 0] == 0 and np.isnan(mat[2, 2])
+
+
+def test_structural_features_match_hand_count() -> None:
+    # A triangle 0-1-2 with a pendant 3 on node 2, stored once per edge (one direction).
+    ei = np.array([[0, 1, 2, 2], [1, 2, 0, 3]])
+    mat, names = structural_features(ei, 4)
+    col = {n: mat[:, i] for i, n in enumerate(names)}
+    np.testing.assert_allclose(col["log_degree"], np.log1p([2, 2, 3, 1]), rtol=1e-6)
+    # Node 2: neighbours 0, 1, 3; only the pair (0, 1) is linked -> 1 of 3 pairs.
+    np.testing.assert_allclose(col["clustering"], [1, 1, 1 / 3, 0], rtol=1e-6)
+    np.testing.assert_allclose(col["nb_log_degree_mean"][3], np.log1p(3), rtol=1e-6)
+
+
+def test_spectral_embedding_is_reproducible_and_orthonormal(planted: NodeDataset) -> None:
+    ei = planted.data["user", "pays", "user"].edge_index
+    n = planted.num_nodes
+    a, names = spectral_embedding(ei, n, dims=8)
+    b, _ = spectral_embedding(ei, n, dims=8)
+    assert a.shape == (n, 8) and names[0] == "spectral_0"
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.T @ a, np.eye(8), atol=1e-4)
+    # The leading eigenvector of D^-1/2 A D^-1/2 on a connected graph is sqrt(degree), normalised
+    # (degree in the simple graph: repeated edges count once).
+    pairs = np.unique(np.sort(ei.numpy().T, axis=1), axis=0)
+    deg = np.bincount(pairs.ravel(), minlength=n).astype(float)
+    np.testing.assert_allclose(np.abs(a[:, 0]), np.sqrt(deg / deg.sum()), atol=1e-4)
 
 
 def test_label_features_never_read_own_label(planted: NodeDataset) -> None:
