@@ -3,14 +3,22 @@
 A replayed record (same id, same content) is a duplicate and is counted as such. Two records
 with the same id but different content are a producer bug: the first (by file, then line) is
 kept and the other goes to the dead letters, so nothing disappears silently.
+
+Clean tables are split into buckets by a stable hash of the event id, so every copy of an
+event meets the others in one bucket; each bucket is then deduplicated as one sorted table.
+Only rows whose id repeats are compared field by field.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
@@ -18,6 +26,68 @@ from pipelines.records import STAGE_DEDUPE, DeadLetter
 
 DEAD = "dead"
 NAMESPACE = "graphrisk"
+_ORIGIN = ("source", "line")
+
+
+def bucket_of(event_ids: list[str], buckets: int) -> np.ndarray:
+    """A bucket per event id, the same in every process (``hash()`` of a str is salted per process)."""
+    return (
+        np.fromiter((zlib.crc32(e.encode()) for e in event_ids), dtype=np.int64, count=len(event_ids))
+        % buckets
+    )
+
+
+def split_by_bucket(clean: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(bucket, rows of clean)`` for every non-empty bucket."""
+    of_row = bucket_of(clean.column("event_id").to_pylist(), buckets)
+    for b in np.unique(of_row).tolist():
+        yield b, clean.filter(pa.array(of_row == b))
+
+
+def dedupe_table(rows: pa.Table) -> tuple[pa.Table, int, list[DeadLetter]]:
+    """The first copy of each event, the number of exact replays, and conflicts as dead letters."""
+    if not len(rows):
+        return rows, 0, []
+    ordered = rows.sort_by([("event_id", "ascending"), ("source", "ascending"), ("line", "ascending")])
+    ids = ordered.column("event_id").combine_chunks()
+    first = np.ones(len(ordered), dtype=bool)
+    if len(ordered) > 1:
+        first[1:] = ~pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+    duplicates = 0
+    dead: list[DeadLetter] = []
+    copies = np.flatnonzero(~first)
+    if len(copies):
+        # Index of the kept row of each row's run: the last run start at or before it.
+        kept_of = np.maximum.accumulate(np.where(first, np.arange(len(ordered)), 0))
+        for i in copies.tolist():
+            kept = _content(ordered, int(kept_of[i]))
+            other = _content(ordered, i)
+            if _without_origin(other) == _without_origin(kept):
+                duplicates += 1
+            else:
+                src, ln = kept["source"], kept["line"]
+                dead.append(
+                    DeadLetter(other["source"], other["line"], STAGE_DEDUPE, "event_id",
+                               f"same event_id as {src}:{ln} with different content",
+                               {k: v for k, v in _without_origin(other).items() if v is not None})
+                )  # fmt: skip
+    return ordered.filter(pa.array(first)), duplicates, dead
+
+
+def _content(table: pa.Table, row: int) -> dict[str, Any]:
+    return table.slice(row, 1).to_pylist()[0]
+
+
+def _without_origin(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in _ORIGIN}
+
+
+class _SplitFn(beam.DoFn):
+    def __init__(self, buckets: int) -> None:
+        self._buckets = buckets
+
+    def process(self, clean: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+        yield from split_by_bucket(clean, self._buckets)
 
 
 class _KeepFirstFn(beam.DoFn):
@@ -25,30 +95,27 @@ class _KeepFirstFn(beam.DoFn):
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
         self.accepted = Metrics.counter(NAMESPACE, "accepted")
 
-    def process(self, element: tuple[str, Iterable[tuple[str, int, dict[str, Any]]]]) -> Iterator[Any]:
-        _, copies = element
-        ordered = sorted(copies, key=lambda c: (c[0], c[1]))
-        source, line, first = ordered[0]
-        self.accepted.inc()
-        yield first
-        for src, ln, other in ordered[1:]:
-            if other == first:
-                self.duplicates.inc()
-            else:
-                yield pvalue.TaggedOutput(
-                    DEAD,
-                    DeadLetter(src, ln, STAGE_DEDUPE, "event_id",
-                               f"same event_id as {source}:{line} with different content", other),
-                )  # fmt: skip
+    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
+        _, parts = element
+        unique, duplicates, dead = dedupe_table(pa.concat_tables(list(parts)))
+        self.accepted.inc(len(unique))
+        self.duplicates.inc(duplicates)
+        for letter in dead:
+            yield pvalue.TaggedOutput(DEAD, letter)
+        yield unique
 
 
 class DedupeEvents(beam.PTransform):
-    """``(source, line, clean_event)`` → one clean event per ``event_id``; conflicts → ``dead``."""
+    """Clean event tables → one table of unique events per bucket; conflicts → ``dead``."""
+
+    def __init__(self, buckets: int = 8) -> None:
+        super().__init__()
+        self.buckets = buckets
 
     def expand(self, events: beam.PCollection) -> pvalue.DoOutputsTuple:
         return (
             events
-            | "KeyByEventId" >> beam.Map(lambda e: (e[2]["event_id"], e))
-            | "GroupCopies" >> beam.GroupByKey()
+            | "SplitByEventId" >> beam.ParDo(_SplitFn(self.buckets))
+            | "GroupBucket" >> beam.GroupByKey()
             | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs(DEAD, main="events")
         )

@@ -1,113 +1,149 @@
-"""Entities and relationships out of clean events.
+"""Entities and relationships out of clean event tables.
 
-Each event yields *facts*: ``(label, id) → (first, last, count, props_time, props)`` for
-nodes and ``(rel, src, dst) → (first, last, count, amount_total, amount_max)`` for
-relationships. Facts are summed per key afterwards, so a batch's write volume follows the
-number of distinct entities, not of events.
+Each event yields *facts*: for a node ``(label, id)`` its first and last time, a count and
+properties; for a relationship ``(rel, src, dst)`` the same plus an amount. Which events yield
+which facts is declared once, in :data:`NODE_FACTS` and :data:`EDGE_FACTS`; facts are built a
+column at a time and summed per key within the batch (with the merges of
+:mod:`pipelines.aggregate`), so what crosses the next shuffle follows the number of distinct
+entities, not of events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass, field
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
 
 from graphrisk.graph_schema import NodeLabel, RelType
-from pipelines.aggregate import fold_edge_fact, fold_node_fact
+from pipelines.aggregate import edge_fact_schema, node_fact_schema, presum_edge_facts, presum_node_facts
 
-NodeFact = tuple[tuple[str, str], tuple[int, int, int, int, dict[str, Any]]]
-EdgeFact = tuple[tuple[str, str, str], tuple[int, int, int, float, float]]
 NODES = "nodes"
 EDGES = "edges"
+_ONBOARDING, _LOGIN, _PAYMENT = "onboarding", "login", "payment"
 
 
-def _props(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+@dataclass(frozen=True)
+class NodeFacts:
+    """``label`` nodes from events of ``event_types``: id from column ``id``, property → column."""
+
+    label: NodeLabel
+    event_types: tuple[str, ...]
+    id: str
+    props: dict[str, str] = field(default_factory=dict)
 
 
-def event_facts(ev: dict[str, Any]) -> tuple[list[NodeFact], list[EdgeFact]]:
-    """The node and relationship facts of one clean event."""
-    t = int(ev["time"])
-    user = ev["user_id"]
-    nodes: list[NodeFact] = []
-    edges: list[EdgeFact] = []
+@dataclass(frozen=True)
+class EdgeFacts:
+    """``rel`` relationships from events of ``event_types``, between two id columns."""
 
-    def node(label: NodeLabel, node_id: str, **props: Any) -> None:
-        nodes.append(((label.value, node_id), (t, t, 1, t, _props(**props))))
+    rel: RelType
+    event_types: tuple[str, ...]
+    src: str
+    dst: str
+    amount: str | None = None
 
-    def edge(rel: RelType, src: str, dst: str, amount: float = 0.0) -> None:
-        edges.append(((rel.value, src, dst), (t, t, 1, amount, amount)))
 
-    kind = ev["event_type"]
-    if kind == "onboarding":
-        node(NodeLabel.USER, user, onboarded_at=t, country=ev["country"])
-    else:
-        node(NodeLabel.USER, user)
-    if kind in ("onboarding", "login"):
-        node(NodeLabel.DEVICE, ev["device_id"], fingerprint=ev["device_fp"])
-        edge(RelType.USED_DEVICE, user, ev["device_id"])
-        node(NodeLabel.IP, ev["ip"], version=ev["ip_version"], masked=ev["ip_masked"])
-        edge(RelType.USED_IP, user, ev["ip"])
-    if kind == "onboarding":
-        node(NodeLabel.DOCUMENT, ev["doc"], doc_type=ev["doc_type"], issuing_country=ev["doc_country"],
-             masked=ev["doc_masked"])  # fmt: skip
-        edge(RelType.HAS_DOCUMENT, user, ev["doc"])
-        node(NodeLabel.EMAIL, ev["email"], domain=ev["email_domain"], masked=ev["email_masked"])
-        edge(RelType.HAS_EMAIL, user, ev["email"])
-        node(NodeLabel.PHONE, ev["phone"], country_code=ev["phone_cc"], masked=ev["phone_masked"])
-        edge(RelType.HAS_PHONE, user, ev["phone"])
-        node(NodeLabel.ADDRESS, ev["address"], country=ev["country"], masked=ev["address_masked"])
-        edge(RelType.LIVES_AT, user, ev["address"])
-    elif kind == "payment":
-        amount = float(ev["amount"])
-        if ev.get("merchant_id"):
-            node(NodeLabel.MERCHANT, ev["merchant_id"], category=ev.get("merchant_category"))
-            edge(RelType.PAID, user, ev["merchant_id"], amount)
-        else:
-            node(NodeLabel.USER, ev["counterparty_id"])
-            edge(RelType.TRANSFERRED_TO, user, ev["counterparty_id"], amount)
-        if ev.get("card"):
-            node(NodeLabel.CARD, ev["card"], masked=ev["card_masked"])
-            edge(RelType.USED_CARD, user, ev["card"])
-    return nodes, edges
+# Rows where the id (or destination) column is null yield no fact: a payment has a merchant or
+# a counterparty, and a card only sometimes.
+NODE_FACTS = (
+    NodeFacts(NodeLabel.USER, (_ONBOARDING,), "user_id", {"onboarded_at": "time", "country": "country"}),
+    NodeFacts(NodeLabel.USER, (_LOGIN, _PAYMENT), "user_id"),
+    NodeFacts(NodeLabel.USER, (_PAYMENT,), "counterparty_id"),
+    NodeFacts(NodeLabel.DEVICE, (_ONBOARDING, _LOGIN), "device_id", {"fingerprint": "device_fp"}),
+    NodeFacts(NodeLabel.IP, (_ONBOARDING, _LOGIN), "ip", {"version": "ip_version", "masked": "ip_masked"}),
+    NodeFacts(NodeLabel.DOCUMENT, (_ONBOARDING,), "doc",
+              {"doc_type": "doc_type", "issuing_country": "doc_country", "masked": "doc_masked"}),
+    NodeFacts(NodeLabel.EMAIL, (_ONBOARDING,), "email", {"domain": "email_domain", "masked": "email_masked"}),
+    NodeFacts(NodeLabel.PHONE, (_ONBOARDING,), "phone", {"country_code": "phone_cc", "masked": "phone_masked"}),
+    NodeFacts(NodeLabel.ADDRESS, (_ONBOARDING,), "address", {"country": "country", "masked": "address_masked"}),
+    NodeFacts(NodeLabel.MERCHANT, (_PAYMENT,), "merchant_id", {"category": "merchant_category"}),
+    NodeFacts(NodeLabel.CARD, (_PAYMENT,), "card", {"masked": "card_masked"}),
+)  # fmt: skip
+EDGE_FACTS = (
+    EdgeFacts(RelType.USED_DEVICE, (_ONBOARDING, _LOGIN), "user_id", "device_id"),
+    EdgeFacts(RelType.USED_IP, (_ONBOARDING, _LOGIN), "user_id", "ip"),
+    EdgeFacts(RelType.HAS_DOCUMENT, (_ONBOARDING,), "user_id", "doc"),
+    EdgeFacts(RelType.HAS_EMAIL, (_ONBOARDING,), "user_id", "email"),
+    EdgeFacts(RelType.HAS_PHONE, (_ONBOARDING,), "user_id", "phone"),
+    EdgeFacts(RelType.LIVES_AT, (_ONBOARDING,), "user_id", "address"),
+    EdgeFacts(RelType.PAID, (_PAYMENT,), "user_id", "merchant_id", "amount"),
+    EdgeFacts(RelType.TRANSFERRED_TO, (_PAYMENT,), "user_id", "counterparty_id", "amount"),
+    EdgeFacts(RelType.USED_CARD, (_PAYMENT,), "user_id", "card"),
+)
+
+
+def _rows(clean: pa.Table, event_types: tuple[str, ...], key: str) -> pa.Table:
+    mask = pc.and_(
+        pc.is_in(clean.column("event_type"), pa.array(event_types)), pc.is_valid(clean.column(key))
+    )
+    return clean.filter(mask)
+
+
+def node_facts(clean: pa.Table, spec: NodeFacts) -> pa.Table:
+    """One fact per event (not yet summed): first = last = the event's time, count 1.
+
+    A fact with properties carries their time; one without has none (-1), so it never
+    decides a node's properties.
+    """
+    rows = _rows(clean, spec.event_types, spec.id)
+    schema = node_fact_schema(spec.label)
+    n = len(rows)
+    time = rows.column("time")
+    props = {p: rows.column(c).cast(schema.field(p).type) for p, c in spec.props.items()}
+    has_props = np.zeros(n, dtype=bool)
+    for col in props.values():
+        has_props |= pc.is_valid(col).to_numpy(zero_copy_only=False)
+    props_time = pc.if_else(pa.array(has_props), time, pa.scalar(-1, pa.int64()))
+    cols = {"id": rows.column(spec.id), "first_seen": time, "last_seen": time,
+            "event_count": pa.array(np.ones(n, dtype=np.int64)), "props_time": props_time}  # fmt: skip
+    arrays = [cols[f.name] if f.name in cols else props.get(f.name, pa.nulls(n, f.type)) for f in schema]
+    return pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
+
+
+def edge_facts(clean: pa.Table, spec: EdgeFacts) -> pa.Table:
+    """One fact per event (not yet summed); relationships without an amount carry 0."""
+    rows = _rows(clean, spec.event_types, spec.dst)
+    n = len(rows)
+    time = rows.column("time")
+    amount = rows.column(spec.amount) if spec.amount else pa.array(np.zeros(n))
+    return pa.Table.from_arrays(
+        [rows.column(spec.src), rows.column(spec.dst), pa.array(np.ones(n, dtype=np.int64)), time, time,
+         amount, amount],
+        schema=edge_fact_schema(),
+    )  # fmt: skip
+
+
+def batch_facts(clean: pa.Table) -> tuple[dict[NodeLabel, pa.Table], dict[RelType, pa.Table]]:
+    """A clean table's node and relationship facts, summed per key within the batch."""
+    nodes: dict[NodeLabel, list[pa.Table]] = {}
+    for spec in NODE_FACTS:
+        nodes.setdefault(spec.label, []).append(node_facts(clean, spec))
+    edges = {spec.rel: presum_edge_facts(edge_facts(clean, spec)) for spec in EDGE_FACTS}
+    summed = {label: presum_node_facts(pa.concat_tables(parts)) for label, parts in nodes.items()}
+    return (
+        {k: v for k, v in summed.items() if len(v)},
+        {k: v for k, v in edges.items() if len(v)},
+    )
 
 
 class _FactsFn(beam.DoFn):
-    """Emits facts pre-summed per bundle.
+    """Emits ``(label, facts)`` on the main output and ``(rel, facts)`` on ``edges``, per batch."""
 
-    Most events touch entities other events of the bundle touch too (a user's logins, a
-    merchant's payments), so summing here, with the same associative merges the aggregation
-    uses, cuts the elements crossing the shuffle several-fold.
-    """
-
-    def start_bundle(self) -> None:
-        self._nodes: dict[tuple[str, str], list[Any]] = {}
-        self._edges: dict[tuple[str, str, str], list[Any]] = {}
-
-    def process(self, ev: dict[str, Any]) -> Iterator[Any]:
-        nodes, edges = event_facts(ev)
-        for key, fact in nodes:
-            self._nodes[key] = fold_node_fact(self._nodes.get(key), fact)
-        for key, fact in edges:
-            self._edges[key] = fold_edge_fact(self._edges.get(key), fact)
-        return iter(())
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        window = GlobalWindow()
-        ts = window.max_timestamp()
-        for key, acc in self._nodes.items():
-            yield WindowedValue((key, tuple(acc)), ts, [window])
-        for key, acc in self._edges.items():
-            yield pvalue.TaggedOutput(EDGES, WindowedValue((key, tuple(acc)), ts, [window]))
-        self._nodes, self._edges = {}, {}
+    def process(self, clean: pa.Table) -> Iterator[object]:
+        nodes, edges = batch_facts(clean)
+        for label, table in nodes.items():
+            yield (label.value, table)
+        for rel, table in edges.items():
+            yield pvalue.TaggedOutput(EDGES, (rel.value, table))
 
 
 class ExtractGraph(beam.PTransform):
-    """Clean events → node facts (main, ``nodes``) and relationship facts (``edges``)."""
+    """Clean event tables → node facts (main, ``nodes``) and relationship facts (``edges``)."""
 
     def expand(self, events: beam.PCollection) -> pvalue.DoOutputsTuple:
         return events | "Facts" >> beam.ParDo(_FactsFn()).with_outputs(EDGES, main=NODES)

@@ -64,7 +64,7 @@ class BuildCounts:
 
 
 class BuildEntityGraph(beam.PTransform):
-    """Records → (graph writes, snapshot files, dead-letter count).
+    """Record chunks → (graph writes, snapshot files, dead-letter count).
 
     read → parse/validate → normalise/pseudonymise → dedupe → extract → aggregate → write.
     """

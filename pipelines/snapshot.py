@@ -71,29 +71,16 @@ class _WriteTableFn(beam.DoFn):
         self._out = out_dir
         self._kind = kind
 
-    def process(self, element: tuple[str, list[dict[str, Any]]]) -> Iterable[str]:
-        key, rows = element  # sorted by key already
-        if self._kind == "nodes":
-            label = NodeLabel(key)
-            schema = node_schema(label)
-            cols: dict[str, list[Any]] = {f.name: [] for f in schema}
-            for r in rows:
-                cols["id"].append(r["id"])
-                cols["first_seen"].append(r["first_seen"])
-                cols["last_seen"].append(r["last_seen"])
-                cols["event_count"].append(r["count"])
-                for p in NODE_PROPERTIES[label]:
-                    cols[p].append(r["props"].get(p))
-        else:
-            schema = edge_schema()
-            cols = {c: [r[c] for r in rows] for c in EDGE_COLUMNS}
+    def process(self, element: tuple[str, pa.Table]) -> Iterable[str]:
+        key, table = element  # sorted by key already, in the snapshot's columns
+        schema = node_schema(NodeLabel(key)) if self._kind == "nodes" else edge_schema()
         path = self._out / self._kind / f"{key}.parquet"
-        _write_table(path, pa.table(cols, schema=schema))
+        _write_table(path, table.select(schema.names).cast(schema))
         yield str(path)
 
 
 class WriteSnapshotDelta(beam.PTransform):
-    """Writes one batch's ``(label, rows)`` node tables and ``(rel, rows)`` relationship tables as Parquet."""
+    """Writes one batch's ``(label, table)`` node tables and ``(rel, table)`` relationship tables as Parquet."""
 
     def __init__(self, snapshot_dir: Path, batch_seq: int) -> None:
         super().__init__()

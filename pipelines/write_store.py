@@ -1,6 +1,6 @@
 """Idempotent writes of one batch's aggregates to the graph store.
 
-Rows arrive as one sorted table per label (or relationship type) and are written in
+Rows arrive as one sorted Arrow table per label (or relationship type) and are written in
 ``UNWIND $rows ... MERGE`` transactions of ``write_batch_size`` rows. Every statement is guarded by the batch sequence number, so a
 retried bundle or a re-run after a crash never counts anything twice.
 """
@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from graphrisk.config import Settings
-from graphrisk.graph_schema import NodeLabel, RelType
+from graphrisk.graph_schema import NODE_PROPERTIES, NodeLabel, RelType
 from graphrisk.store import GraphStore, node_upsert_statement, rel_upsert_statement
 
 NAMESPACE = "graphrisk"
@@ -28,11 +29,17 @@ class _UpsertTableFn(beam.DoFn):
     """
 
     def __init__(
-        self, settings: Settings, batch_seq: int, statement_for: Callable[[str], str], kind: str
+        self,
+        settings: Settings,
+        batch_seq: int,
+        statement_for: Callable[[str], str],
+        rows_of: Callable[[str, pa.Table], list[dict[str, Any]]],
+        kind: str,
     ) -> None:
         self._settings = settings
         self._batch_seq = batch_seq
         self._statement_for = statement_for
+        self._rows_of = rows_of
         self._rows_written = Metrics.counter(NAMESPACE, f"{kind}_rows")
         self._rows_applied = Metrics.counter(NAMESPACE, f"{kind}_applied")
         self._store: GraphStore | None = None
@@ -40,11 +47,10 @@ class _UpsertTableFn(beam.DoFn):
     def setup(self) -> None:
         self._store = GraphStore(self._settings)
 
-    def process(
-        self, table: tuple[str, list[dict[str, Any]]], nodes_done: int = 0
-    ) -> Iterator[tuple[str, int]]:
+    def process(self, element: tuple[str, pa.Table], nodes_done: int = 0) -> Iterator[tuple[str, int]]:
         assert self._store is not None
-        key, rows = table
+        key, table = element
+        rows = self._rows_of(key, table)
         applied = self._store.write_rows(self._statement_for(key), rows, batch_seq=self._batch_seq)
         self._rows_written.inc(len(rows))
         self._rows_applied.inc(applied)
@@ -53,6 +59,25 @@ class _UpsertTableFn(beam.DoFn):
     def teardown(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def node_rows(label: str, table: pa.Table) -> list[dict[str, Any]]:
+    """A node table as the upsert statements take rows: properties in a map, absent ones left out."""
+    props = NODE_PROPERTIES[NodeLabel(label)]
+    cols = table.to_pydict()
+    prop_cols = [(p, cols[p]) for p in props]
+    return [
+        {"id": i, "first_seen": f, "last_seen": la, "count": c,
+         "props": {p: col[k] for p, col in prop_cols if col[k] is not None}}
+        for k, (i, f, la, c) in enumerate(
+            zip(cols["id"], cols["first_seen"], cols["last_seen"], cols["event_count"], strict=True)
+        )
+    ]  # fmt: skip
+
+
+def rel_rows(rel: str, table: pa.Table) -> list[dict[str, Any]]:
+    """A relationship table as the upsert statements take rows."""
+    return table.to_pylist()
 
 
 def _node_statement(label: str) -> str:
@@ -64,7 +89,7 @@ def _rel_statement(rel: str) -> str:
 
 
 class WriteGraphToStore(beam.PTransform):
-    """Writes ``(label, sorted rows)`` node tables, then relationship tables; outputs rows written.
+    """Writes ``(label, sorted table)`` node tables, then relationship tables; outputs rows written.
 
     Relationships MATCH their endpoints, so they must not start before every node is in:
     the node writes' total is a side input of the relationship writes, which makes the runner
@@ -79,11 +104,11 @@ class WriteGraphToStore(beam.PTransform):
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         nodes, edges = pcolls
         written_nodes = nodes | "UpsertNodes" >> beam.ParDo(
-            _UpsertTableFn(self.settings, self.batch_seq, _node_statement, "node")
+            _UpsertTableFn(self.settings, self.batch_seq, _node_statement, node_rows, "node")
         )
         barrier = written_nodes | "NodesDone" >> beam.combiners.Count.Globally()
         written_edges = edges | "UpsertRels" >> beam.ParDo(
-            _UpsertTableFn(self.settings, self.batch_seq, _rel_statement, "rel"),
+            _UpsertTableFn(self.settings, self.batch_seq, _rel_statement, rel_rows, "rel"),
             beam.pvalue.AsSingleton(barrier),
         )
         return (written_nodes, written_edges) | "AllWrites" >> beam.Flatten()

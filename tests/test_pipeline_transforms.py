@@ -19,7 +19,7 @@ from pipelines.extract import EDGES, NODES, ExtractGraph
 from pipelines.parse import ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import read_records
-from pipelines.records import RawRecord
+from pipelines.records import RawChunk, RawRecord
 from tests.factories import START_MS
 
 KEY = b"test-key-0123456789abcdef"
@@ -45,9 +45,11 @@ def test_parse_routes_invalid_records_with_field_and_line() -> None:
         RawRecord("a.jsonl", 3, None, "invalid JSON"),
     ]
     with TestPipeline(runner="DirectRunner") as p:
-        out = p | beam.Create(raws) | ParseEvents()
+        out = p | beam.Create(RawChunk.of(raws)) | ParseEvents()
         assert_that(
-            out.events | beam.Map(lambda e: (e[0], e[1], e[2].event_id)), equal_to([("a.jsonl", 1, "e1")])
+            out.events
+            | beam.FlatMap(lambda b: [(b.source, r["line"], r["event_id"]) for r in b.table.to_pylist()]),
+            equal_to([("a.jsonl", 1, "e1")]),
         )
         assert_that(
             out.dead | beam.Map(lambda d: (d.line, d.stage, d.field)),
@@ -64,11 +66,11 @@ def test_dedupe_counts_replays_once_and_rejects_conflicts() -> None:
         RawRecord("a", 2, _pay("e2", "alice", 5)),
     ]
     with TestPipeline(runner="DirectRunner") as p:
-        parsed = p | beam.Create(records) | ParseEvents()
+        parsed = p | beam.Create(RawChunk.of(records)) | ParseEvents()
         clean = parsed.events | PseudonymiseEvents(KEY, FX)
         unique = clean.events | DedupeEvents()
         assert_that(
-            unique.events | beam.Map(lambda e: (e["event_id"], e["amount"])),
+            unique.events | beam.FlatMap(lambda t: [(r["event_id"], r["amount"]) for r in t.to_pylist()]),
             equal_to([("e1", 10.0), ("e2", 5.0)]),
         )
         assert_that(
@@ -87,20 +89,24 @@ def test_extract_and_aggregate_sum_per_entity() -> None:
         RawRecord("a", 5, _pay("e5", "u1", 30, "EUR", START_MS + 4)),
     ]
     with TestPipeline(runner="DirectRunner") as p:
-        parsed = p | beam.Create(records) | ParseEvents()
+        parsed = p | beam.Create(RawChunk.of(records)) | ParseEvents()
         clean = parsed.events | PseudonymiseEvents(KEY, FX)
-        facts = clean.events | beam.Map(lambda e: e[2]) | ExtractGraph()
+        facts = clean.events | ExtractGraph()
         # One sorted table per label / type; flattened back to (name, row) to compare.
         nodes = (
-            facts[NODES] | AggregateNodes() | "NodeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1]])
+            facts[NODES]
+            | AggregateNodes()
+            | "NodeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1].to_pylist()])
         )
         edges = (
-            facts[EDGES] | AggregateEdges() | "EdgeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1]])
+            facts[EDGES]
+            | AggregateEdges()
+            | "EdgeRows" >> beam.FlatMap(lambda t: [(t[0], r) for r in t[1].to_pylist()])
         )
         assert_that(
             nodes
             | beam.Filter(lambda kv: kv[0] in ("User", "Device"))
-            | beam.Map(lambda kv: (kv[0], kv[1]["id"], kv[1]["count"])),
+            | beam.Map(lambda kv: (kv[0], kv[1]["id"], kv[1]["event_count"])),
             equal_to([("User", "u1", 4), ("User", "u2", 1), ("User", "bob", 2), ("Device", "d1", 3)]),
         )
         assert_that(
