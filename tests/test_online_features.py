@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gnn.data.entity_graph import entity_graph_dataset
+from gnn.features import label_features, neighbour_features
 from gnn.models.base import FeatureOptions
 from gnn.online import APPLICANT_IDENTIFIERS
 from gnn.online_features import IdentifierLinks, StarFeatures, reference_row
+from gnn.rings.events_snapshot import snapshot_from_events, write_snapshot
+from graphrisk.graph_schema import EDGE_TYPES
+from graphrisk.synthetic import generate
 
 N_USERS = 40
 NOW = 1_769_000_000_000
@@ -86,3 +93,46 @@ def test_labels_read_are_the_neighbours_not_the_applicant() -> None:
     assert row[col["rev_USED_DEVICE_via_train_fraud"]] == 1
     assert row[col["rev_USED_DEVICE_via_train_count"]] == 1
     assert row[col["rev_USED_DEVICE_via_count"]] == 2  # the applicant and the fraud user
+
+
+def test_star_row_matches_the_batch_row_of_a_real_user(tmp_path: Path) -> None:
+    """On a generated graph: a user with one identifier of each kind, re-scored as an applicant,
+    gets the batch features of its identifier relations (the online path cannot drift from training)."""
+    generate(tmp_path / "gen", users=1500, seed=5, days=7)
+    write_snapshot(*snapshot_from_events(tmp_path / "gen" / "events", exact=False), tmp_path / "snap")
+    labels = pd.read_parquet(tmp_path / "gen" / "labels" / "users.parquet")
+    ds = entity_graph_dataset(tmp_path / "snap", labels, split="random", seeds=(0,))
+    train = ds.splits[0].train
+    options = FeatureOptions(history_labels=False)
+    labelled = pd.DataFrame({"user_id": ds.node_ids[train], "is_fraud": ds.y[train]})
+    prior = float(labelled["is_fraud"].mean())
+    neighbour, n_names = neighbour_features(ds, 2, options.reduces)
+    label, l_names = label_features(ds, train, 2, prior=prior)
+    batch = np.hstack([ds.x, neighbour, label]).astype(np.float32)
+    names = list(ds.feature_names) + n_names + l_names
+    published = pd.DataFrame(ds.x, index=ds.node_ids, columns=ds.feature_names)
+    star = StarFeatures(published, labelled, options, names)
+
+    single = np.ones(ds.num_nodes, dtype=bool)
+    for rel in APPLICANT_IDENTIFIERS:
+        single &= ds.x[:, ds.feature_names.index(f"deg_{rel.value.lower()}")] == 1
+    users = np.flatnonzero(single)[:25]
+    assert len(users) >= 10
+    columns = [i for i, n in enumerate(names) if n.split("_", 1)[0] not in ("rev", "TRANSFERRED")]
+    for rel in APPLICANT_IDENTIFIERS:
+        columns += [i for i, n in enumerate(names) if n.startswith(f"rev_{rel.value}_")]
+    for u in users:
+        identifiers = []
+        for rel in APPLICANT_IDENTIFIERS:
+            label_name = EDGE_TYPES[rel].dst.value
+            src, dst = ds.data[label_name, f"rev_{rel.value}", "User"].edge_index.numpy()
+            node = int(src[dst == u][0])
+            others = dst[(src == node) & (dst != u)]
+            users_on, events, age_h = ds.data[label_name].x[node].tolist()
+            assert users_on == len(others) + 1
+            # The applicant path counts the application's own event on top of the node's.
+            identifiers.append(
+                IdentifierLinks(rel, events - 1, -age_h * 3_600_000, others, np.zeros(len(others)))
+            )
+        online = star.row(ds.x[u].astype(np.float64), identifiers, 0)
+        np.testing.assert_allclose(online[columns], batch[u, columns], rtol=1e-4, atol=1e-4, equal_nan=True)
