@@ -4,6 +4,10 @@
 - identifiers shared per member, per relation (identifiers held by two or more members);
 - creation velocity: spread of members' first_seen and onboarding times (a farm opens its
   accounts within hours);
+- how the shared devices, IPs and addresses are used (:func:`identifier_usage`): invented
+  identities onboard on the ring's device and own no other, while a household's tablet is a
+  second device used now and then; a household shares one address and home IP, a ring spreads
+  over variants of its address and a few IPs;
 - transfers inside the cluster: count, amount per member, and cycles, from the strongly
   connected components of the cluster's transfer subgraph (money that comes back);
 - member risk: mean / max node score and the share of high-risk members (scores from
@@ -65,6 +69,60 @@ def _internal(members: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> pd.DataFra
     return both[both["cluster"] == both["cluster_b"]][["cluster", "a", "b", "row"]]
 
 
+def identifier_usage(
+    mt: pd.DataFrame,
+    users: pd.DataFrame,
+    edges: dict[RelType, pd.DataFrame],
+    size: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per cluster, how members use the identifiers they share (devices, IPs, addresses).
+
+    For each relation: ``top_*_cover`` (share of members holding the cluster's most-held
+    identifier), ``onboard_shared_*`` (share of members whose onboarding event used an identifier
+    another member also holds: the edge's ``first_seen`` is the member's ``onboarded_at``),
+    ``*_shared_event_share`` (mean share of a member's events on shared identifiers) and
+    ``*_per_member`` (distinct identifiers per member).
+
+    These separate synthetic identities from honest households, which both share an address and
+    sometimes a device: a synthetic identity's only device is often the ring's, used from
+    onboarding on, while a family tablet is a second device no one onboards on; a household sits
+    at one address and home IP, a ring at several spellings of one address (distinct ids) and
+    partly on its members' own IPs.
+    """
+    C = len(size)
+    onboarded = users["onboarded_at"].astype("float64")
+    f: dict[str, np.ndarray] = {}
+    for rel in (RelType.USED_DEVICE, RelType.USED_IP, RelType.LIVES_AT):
+        name = rel.value.lower()
+        e = edges.get(rel)
+        if e is None or e.empty:
+            for k in ("top_{}_cover", "onboard_shared_{}", "{}_shared_event_share", "{}_per_member"):
+                f[k.format(name)] = np.zeros(C)
+            continue
+        j = mt[["cluster", "user_id"]].merge(
+            e[["src", "dst", "count", "first_seen"]], left_on="user_id", right_on="src"
+        )
+        holders = j.groupby(["cluster", "dst"])["user_id"].transform("size").to_numpy()
+        shared = holders >= 2
+        at_onboarding = (
+            j["first_seen"].to_numpy(dtype=np.float64) == onboarded.reindex(j["user_id"]).to_numpy()
+        )
+        cl = j["cluster"].to_numpy()
+        key = [cl, j["user_id"].to_numpy()]
+        f[f"top_{name}_cover"] = (
+            pd.Series(holders).groupby(cl).max().reindex(range(C), fill_value=0).to_numpy() / size
+        )
+        onb = pd.Series(at_onboarding & shared).groupby(key).any().groupby(level=0).mean()
+        f[f"onboard_shared_{name}"] = onb.reindex(range(C), fill_value=0.0).to_numpy(dtype=np.float64)
+        count = j["count"].to_numpy(dtype=np.float64)
+        tot = pd.Series(count).groupby(key).sum()
+        on_shared = pd.Series(np.where(shared, count, 0.0)).groupby(key).sum()
+        share = (on_shared / tot.where(tot > 0)).groupby(level=0).mean()
+        f[f"{name}_shared_event_share"] = share.reindex(range(C)).fillna(0.0).to_numpy()
+        f[f"{name}_per_member"] = np.bincount(cl, minlength=C) / size
+    return f
+
+
 def cluster_features(
     cand: Candidates,
     nodes: dict[NodeLabel, pd.DataFrame],
@@ -102,6 +160,12 @@ def cluster_features(
         f[f"shared_{rel.value.lower()}"] = shared.to_numpy(dtype=np.float64) / size
         total_shared += shared.to_numpy(dtype=np.float64)
     f["shared_per_member"] = total_shared / size
+    # Documents, phones and emails belong to one person: honest households share addresses,
+    # IPs and devices, almost never these, so any of them held twice is its own signal.
+    personal = [
+        f"shared_{r.value.lower()}" for r in (RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL)
+    ]
+    f["personal_shared"] = (sum(f[k] for k in personal if k in f) > 0).astype(np.float64)
 
     # Creation velocity.
     users = nodes[NodeLabel.USER].set_index("id")
@@ -119,6 +183,7 @@ def cluster_features(
     )
     now = float(max(df["last_seen"].max() for df in nodes.values() if len(df))) / HOUR_MS
     f["age_mean_h"] = (now - gt["first"].mean()).reindex(range(C)).to_numpy()
+    f |= identifier_usage(mt, users, edges, size)
 
     # Transfers inside the cluster, and their cycles.
     t = edges.get(RelType.TRANSFERRED_TO)
