@@ -70,8 +70,11 @@ def chunk_of_records(source: str, records: list[RawRecord]) -> RawChunk:
     readable = [r for r in records if r.record is not None]
     unreadable = [(r.line, r.error or "") for r in records if r.record is None]
     raw = [r.record for r in readable if r.record is not None]
+    flat = [flatten(r) for r in raw]
+    # Every key of every record becomes a column (from_pylist would keep only the first record's).
+    keys = list(dict.fromkeys(k for r in flat for k in r))
     try:
-        table: pa.Table | None = pa.Table.from_pylist([flatten(r) for r in raw])
+        table: pa.Table | None = pa.Table.from_pydict({k: [r.get(k) for r in flat] for k in keys or [UNFLATTENABLE]})
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         table = None  # mixed types in a column: every record takes the per-record path
     return RawChunk(source, [r.line for r in readable], table, raw, unreadable)

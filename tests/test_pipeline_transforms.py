@@ -5,21 +5,42 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graphrisk.config import load_settings
-from pipelines.aggregate import AggregateEdges, AggregateNodes, merge_edge_facts, merge_node_facts
-from pipelines.dedupe import DedupeEvents
+from graphrisk.errors import NormalisationError
+from graphrisk.events import FieldError, parse_event
+from graphrisk.graph_schema import NodeLabel
+from graphrisk.pseudonymise import Pseudonymiser
+from pipelines.aggregate import (
+    AggregateEdges,
+    AggregateNodes,
+    edge_fact_schema,
+    merge_edge_facts,
+    merge_edge_tables,
+    merge_node_facts,
+    merge_node_tables,
+    node_fact_schema,
+    presum_edge_facts,
+    presum_node_facts,
+)
+from pipelines.clean_batch import clean_batch
+from pipelines.clean_record import RepeatedIdentifiers, clean_event
+from pipelines.dedupe import DedupeEvents, dedupe_table
 from pipelines.extract import EDGES, NODES, ExtractGraph
-from pipelines.parse import ParseEvents
+from pipelines.parse import ParseEvents, parse_chunk
 from pipelines.pseudonymise import PseudonymiseEvents
-from pipelines.read import read_records
+from pipelines.read import chunk_of_records, read_records
 from pipelines.records import RawChunk, RawRecord
+from pipelines.validate import event_columns, surely_valid
 from tests.factories import START_MS
 
 KEY = b"test-key-0123456789abcdef"
@@ -147,8 +168,6 @@ def test_csv_parquet_and_jsonl_read_to_the_same_events(tmp_path: Path) -> None:
     nested |= {"document": {"type": "passport", "number": "00123", "issuing_country": "GB"}, "device": {"id": "d1"},
                "address": {"line1": "1 Road", "city": "Leeds", "country": "GB"}}  # fmt: skip
     (tmp_path / "e.jsonl").write_text(json.dumps(nested) + "\n")
-    from graphrisk.events import parse_event
-
     parsed = [
         parse_event(r.record) for f in ("e.csv", "e.parquet", "e.jsonl") for r in read_records(tmp_path, f)
     ]
@@ -156,3 +175,220 @@ def test_csv_parquet_and_jsonl_read_to_the_same_events(tmp_path: Path) -> None:
     assert parsed[0] == parsed[1] == parsed[2]
     assert parsed[0].document.number == "00123"  # CSV values stay strings
     assert [r.line for r in read_records(tmp_path, "e.csv")] == [2]
+
+
+# --- The columnar stages agree with the per-record definitions -------------------------------
+
+_TRICKY_TEXT = st.sampled_from(
+    ["", "  ", " x1 ", "x1\n", "\u00a0x1", "x1\x1c", "ab", "abcd", "é1é", "GB", "gb"]
+)
+
+
+def _maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a valid value; sometimes absent, blank, padded, of another type or out of range."""
+    return st.one_of(valid, valid, valid, st.none(), _TRICKY_TEXT, st.integers(-5, 5))
+
+
+@st.composite
+def _raw_records(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["onboarding", "login", "payment", "payment", "other"]))
+    ident = st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True)
+    rec: dict[str, Any] = {
+        "event_id": draw(_maybe(ident)), "event_type": kind, "user_id": draw(_maybe(st.just("u1"))),
+        "time": draw(_maybe(st.sampled_from([START_MS, START_MS + 7, 123, "2026-01-05T10:00:00Z"]))),
+    }  # fmt: skip
+    if draw(st.booleans()):
+        rec["schema_version"] = draw(st.sampled_from([1, 2, "1", None]))
+    if kind in ("onboarding", "login"):
+        rec["device.id"] = draw(_maybe(ident))
+        rec["device.fingerprint"] = draw(_maybe(st.just("fp1")))
+        rec["ip"] = draw(_maybe(st.sampled_from(["192.0.2.1", "2001:db8::1", "999.1.1.1"])))
+    if kind == "onboarding":
+        rec |= {
+            "document.type": draw(_maybe(st.sampled_from(["passport", "visa"]))),
+            "document.number": draw(_maybe(st.sampled_from(["00123", "AB-12", "x"]))),
+            "document.issuing_country": draw(_maybe(st.just("GB"))),
+            "email": draw(_maybe(st.sampled_from(["a@example.org", "A.B@Example.org", "no-at"]))),
+            "phone": draw(_maybe(st.sampled_from(["+447700900123", "+44 7700 900124", "12"]))),
+            "address.line1": draw(_maybe(st.just("1 Road"))), "address.city": draw(_maybe(st.just("Leeds"))),
+            "address.postcode": draw(_maybe(st.just("LS1 1AA"))), "address.country": draw(_maybe(st.just("GB"))),
+        }  # fmt: skip
+    if kind in ("payment", "other"):
+        rec |= {
+            "amount": draw(_maybe(st.sampled_from([10.5, 0.0, -1.0, 2e9, 3]))),
+            "currency": draw(_maybe(st.sampled_from(["EUR", "GBP", "XXX", "eur"]))),
+            "merchant_id": draw(st.one_of(st.none(), st.just("m1"), _TRICKY_TEXT)),
+            "counterparty_id": draw(st.one_of(st.none(), st.just("u2"), st.just("u1"))),
+            "card_number": draw(st.one_of(st.none(), st.just("4111111111111111"), st.just("4111111111111112"))),
+            "merchant_category": draw(st.one_of(st.none(), st.just("food"), _TRICKY_TEXT)),
+        }  # fmt: skip
+    if draw(st.integers(0, 9)) == 0:
+        rec["surprise"] = "extra"
+    if draw(st.booleans()):  # JSON producers nest objects; columnar files have dotted columns
+        for head in ("document", "device", "address"):
+            sub = {k.split(".", 1)[1]: rec.pop(k) for k in list(rec) if k.startswith(head + ".")}
+            if sub:
+                rec[head] = sub
+    return rec
+
+
+def _reference_parse(
+    records: list[dict[str, Any]],
+) -> tuple[dict[int, dict[str, Any]], set[tuple[int, str, str]]]:
+    accepted, rejected = {}, set()
+    for line, record in enumerate(records, start=1):
+        try:
+            accepted[line] = event_columns(parse_event(record))
+        except FieldError as exc:
+            rejected.add((line, exc.field, exc.reason))
+    return accepted, rejected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_raw_records(), min_size=1, max_size=25))
+def test_vectorised_validation_agrees_with_pydantic(records: list[dict[str, Any]]) -> None:
+    """Same accepted events with the same values, same rejected lines with the same field and reason."""
+    chunk = chunk_of_records("f.jsonl", [RawRecord("f.jsonl", n, r) for n, r in enumerate(records, start=1)])
+    batch, dead = parse_chunk(chunk)
+    got = {r.pop("line"): r for r in batch.table.to_pylist() if r.pop("row") is not None}
+    want, rejected = _reference_parse(records)
+    assert got == want
+    assert {(d.line, d.field, d.reason) for d in dead} == rejected
+    assert all(d.stage == "parse" and d.record == records[d.line - 1] for d in dead)
+
+
+def test_the_fast_path_takes_clean_columnar_rows() -> None:
+    """Not only sound: plain valid Parquet-like rows do skip pydantic."""
+    rows = [{**_login(f"e{i}", "u1", "d1"), "amount": None} for i in range(3)]
+    flat = [{k: v for k, v in r.items() if k != "device"} | {"device.id": "d1"} for r in rows]
+    assert surely_valid(pa.Table.from_pylist(flat)).all()
+
+
+@st.composite
+def _valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["onboarding", "login", "payment"]))
+    base = {"event_id": "e", "event_type": kind, "user_id": "u1", "time": START_MS + draw(st.integers(0, 9))}
+    ip = draw(st.sampled_from(["192.0.2.1", "192.0.2.2", "::ffff:192.0.2.1", "2001:db8::1", "300.1.1.1"]))
+    if kind == "login":
+        return base | {"device": {"id": "d1", "fingerprint": draw(st.sampled_from([None, "fp"]))}, "ip": ip}
+    if kind == "onboarding":
+        return base | {
+            "document": {"type": "passport", "number": draw(st.sampled_from(["00123", "AB 12", "-a-"])),
+                         "issuing_country": "GB"},
+            "device": {"id": "d1"}, "ip": ip,
+            "email": draw(st.sampled_from(["a@example.org", "A@EXAMPLE.org", "x@localhost"])),
+            "phone": draw(st.sampled_from(["+447700900123", "+44 7700 900123", "+1 555"])),
+            "address": {"line1": draw(st.sampled_from(["1 Road", "1, Road.", "!!"])), "city": "Leeds",
+                        "country": "GB"},
+        }  # fmt: skip
+    dest = draw(st.sampled_from([{"merchant_id": "m1"}, {"counterparty_id": "u2"}]))
+    card = draw(
+        st.sampled_from([{}, {"card_number": "4111 1111 1111 1111"}, {"card_number": "4111111111111112"}])
+    )
+    return base | dest | card | {"amount": draw(st.sampled_from([10.0, 0.1, 33.33])),
+                                 "currency": draw(st.sampled_from(["EUR", "GBP", "XXX"]))}  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_valid_events(), min_size=1, max_size=20))
+def test_clean_batch_agrees_with_clean_event(records: list[dict[str, Any]]) -> None:
+    """Every row as clean_event makes it, and every failure with clean_event's field and reason."""
+    chunk = chunk_of_records("f", [RawRecord("f", n, r) for n, r in enumerate(records, start=1)])
+    batch, dead = parse_chunk(chunk)
+    assert not dead
+    ids = RepeatedIdentifiers(Pseudonymiser(KEY))
+    table, errors = clean_batch(batch.table, "f", ids, FX)
+    got = {r["line"]: r for r in table.to_pylist()}
+    lines = batch.table.column("line").to_pylist()
+    for row, line in enumerate(lines):
+        try:
+            want = clean_event(parse_event(records[line - 1]), ids, FX)
+        except NormalisationError as exc:
+            assert (errors[row].field, errors[row].reason) == (exc.field, exc.reason)
+            assert line not in got
+            continue
+        assert row not in errors
+        assert {k: got[line][k] for k in want} == want
+        assert all(v is None for k, v in got[line].items() if k not in want and k not in ("source", "line"))
+
+
+_NODE_FACT = st.tuples(
+    st.sampled_from(["a", "b", "c"]), st.integers(0, 5), st.integers(0, 3),
+    st.sampled_from([{}, {"country": "GB"}, {"country": "FR"}, {"onboarded_at": 7, "country": "GB"}]),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_NODE_FACT, min_size=1, max_size=6), min_size=1, max_size=4))
+def test_columnar_node_merge_agrees_with_fold(
+    parts: list[list[tuple[str, int, int, dict[str, Any]]]],
+) -> None:
+    """Facts split into batches, pre-summed per batch and merged: what folding them all gives."""
+    label = NodeLabel.USER
+    schema = node_fact_schema(label)
+
+    def table(facts: list[tuple[str, int, int, dict[str, Any]]]) -> pa.Table:
+        rows = [{"id": i, "first_seen": t, "last_seen": t + d, "event_count": 1, "props_time": t if p else -1,
+                 "onboarded_at": p.get("onboarded_at"), "country": p.get("country")} for i, t, d, p in facts]  # fmt: skip
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    merged = merge_node_tables(label, [presum_node_facts(table(p)) for p in parts])
+    every = [f for p in parts for f in p]
+    want = {}
+    for node_id in sorted({f[0] for f in every}):
+        first, last, count, _, props = merge_node_facts(
+            [(t, t + d, 1, t, p) for i, t, d, p in every if i == node_id]
+        )
+        want[node_id] = (first, last, count, props)
+    got = {
+        r["id"]: (r["first_seen"], r["last_seen"], r["event_count"],
+                  {k: r[k] for k in ("onboarded_at", "country") if r[k] is not None})
+        for r in merged.to_pylist()
+    }  # fmt: skip
+    assert got == want
+    assert merged.column("id").to_pylist() == sorted(want)
+
+
+_EDGE_FACT = st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["x", "y"]), st.integers(0, 9),
+                       st.integers(0, 40).map(lambda q: q / 4))  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_EDGE_FACT, min_size=1, max_size=6), min_size=1, max_size=4))
+def test_columnar_edge_merge_agrees_with_fold(parts: list[list[tuple[str, str, int, float]]]) -> None:
+    def table(facts: list[tuple[str, str, int, float]]) -> pa.Table:
+        rows = [{"src": s, "dst": d, "count": 1, "first_seen": t, "last_seen": t, "amount_total": a,
+                 "amount_max": a} for s, d, t, a in facts]  # fmt: skip
+        return pa.Table.from_pylist(rows, schema=edge_fact_schema())
+
+    merged = merge_edge_tables([presum_edge_facts(table(p)) for p in parts])
+    every = [f for p in parts for f in p]
+    want = {
+        key: merge_edge_facts([(t, t, 1, a, a) for s, d, t, a in every if (s, d) == key])
+        for key in sorted({(s, d) for s, d, _, _ in every})
+    }
+    got = {(r["src"], r["dst"]): (r["first_seen"], r["last_seen"], r["count"], r["amount_total"], r["amount_max"])
+           for r in merged.to_pylist()}  # fmt: skip
+    assert got == want
+    assert list(got) == sorted(want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["e1", "e2", "e3"]), st.sampled_from(["a", "b"]), st.integers(1, 5),
+                          st.sampled_from([1.0, 2.0])), max_size=12))  # fmt: skip
+def test_dedupe_keeps_the_first_copy_and_tells_replays_from_conflicts(
+    copies: list[tuple[str, str, int, float]],
+) -> None:
+    rows = [{"source": s, "line": ln, "event_id": e, "amount": a} for e, s, ln, a in copies]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("source", pa.string()), ("line", pa.int64()),
+                                                         ("event_id", pa.string()), ("amount", pa.float64())]))  # fmt: skip
+    unique, duplicates, dead = dedupe_table(table)
+    firsts = {}
+    for r in sorted(rows, key=lambda r: (r["event_id"], r["source"], r["line"])):
+        firsts.setdefault(r["event_id"], r)
+    assert unique.to_pylist() == list(firsts.values())
+    others = [r for r in rows if r is not firsts[r["event_id"]]]
+    conflicts = [r for r in others if r["amount"] != firsts[r["event_id"]]["amount"]]
+    assert duplicates == len(others) - len(conflicts)
+    assert sorted((d.source, d.line) for d in dead) == sorted((r["source"], r["line"]) for r in conflicts)
+    assert all(d.stage == "dedupe" and d.field == "event_id" for d in dead)
