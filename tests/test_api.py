@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import pandas as pd
 import pytest
 import schemathesis
@@ -313,3 +314,19 @@ def test_fuzzed_requests_never_5xx(client: TestClient) -> None:
     # Both well-formed and rejected requests were exercised.
     assert len(statuses) >= 4 * len(operations)
     assert any(code < 300 for code in statuses) and any(code == 422 for code in statuses)
+
+
+def test_mule_ring_detail_names_its_transfers_and_cycles(client: TestClient, world: dict[str, Any]) -> None:
+    state = client.app.state.graphrisk  # type: ignore[attr-defined]
+    labels = world["labels"]
+    mules = labels.loc[labels["typology"] == "mule_ring", "user_id"]
+    ring_id = next(state.ring_of[u] for u in mules if u in state.ring_of)
+    body = client.get(f"/v1/rings/{ring_id}", headers=HEADERS["investigator"]).json()
+    members = {m["id"] for m in body["members"]}
+    ev = world["events"]
+    internal = ev[ev["user_id"].isin(members) & ev["counterparty_id"].isin(members)]
+    flow = nx.DiGraph(zip(internal["user_id"], internal["counterparty_id"], strict=True))
+    has_cycle = any(len(c) >= 2 for c in nx.strongly_connected_components(flow))
+    codes = {r["code"] for r in body["reasons"]}
+    assert "internal_transfers" in codes
+    assert ("transfer_cycle" in codes) == has_cycle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
+import networkx as nx
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 
@@ -120,6 +121,12 @@ def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
     transfers = [e for e in edges if e.type == "TRANSFERRED_TO"]
     if transfers:
         reasons.append(Reason(code="internal_transfers", text=f"{len(transfers)} transfers between members"))
+        flow = nx.DiGraph((e.source, e.target) for e in transfers)
+        # Money that comes back to where it started: a strongly connected group of 2+ members.
+        loop = max(nx.strongly_connected_components(flow), key=len)
+        if len(loop) >= 2:
+            reasons.append(Reason(code="transfer_cycle",
+                                  text=f"money circulates among {len(loop)} members (a transfer cycle)"))  # fmt: skip
     if len(first_seen) >= 2:
         spread_h = (max(first_seen) - min(first_seen)) / HOUR_MS
         reasons.append(
