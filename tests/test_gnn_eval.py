@@ -229,3 +229,8 @@ def test_tolokers_loader_shapes() -> None:
     assert ei.shape == (2, 2 * 519_000)
     sp = ds.splits[0]
     assert not (sp.train & sp.test).any()
+    # Label-free graph columns follow the raw ten; the raw ones are unchanged.
+    wide = load_tolokers(DATA / "tolokers" / "tolokers.npz", structure=True, spectral_dims=8)
+    assert wide.x.shape == (11758, 10 + 5 + 8) and wide.feature_names[-1] == "spectral_7"
+    np.testing.assert_array_equal(wide.x[:, :10], ds.x)
+    assert not np.isnan(wide.x).any()
