@@ -20,10 +20,10 @@ from gnn.rings.candidates import (
     split_component,
 )
 from gnn.rings.events_snapshot import snapshot_from_events
-from gnn.rings.features import transfer_cycles
+from gnn.rings.features import identifier_usage, transfer_cycles
 from gnn.rings.identity import assign_ids
 from gnn.rings.run import find_rings
-from gnn.rings.transfers import pattern_clusters
+from gnn.rings.transfers import member_scores, pattern_clusters, undirected_adjacency, weighted_triangles
 from graphrisk.config import Settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.store import GraphStore
@@ -161,6 +161,82 @@ def test_pattern_clusters_find_repeated_cycles() -> None:
     assert pc["pc_cycle_rank"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     assert pc["pc_on_cycle"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     assert pc["pc_transfers"].tolist()[:5] == [6, 6, 6, 2, 2]
+
+
+def test_weighted_triangles_agree_with_networkx() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 10))
+        m = int(rng.integers(0, 25))
+        tx = pd.DataFrame({"src": rng.integers(0, n, m), "dst": rng.integers(0, n, m)})
+        w = rng.random(n)
+        g = nx.Graph()
+        g.add_nodes_from(range(n))
+        g.add_edges_from((a, b) for a, b in zip(tx["src"], tx["dst"], strict=True) if a != b)
+        adj = undirected_adjacency(n, tx)
+        plain = nx.triangles(g)
+        assert weighted_triangles(adj).tolist() == [plain[i] for i in range(n)]
+        # Weighted: each triangle through i counts the product of its two other corners' weights.
+        want = np.zeros(n)
+        for tri in (c for c in nx.enumerate_all_cliques(g) if len(c) == 3):
+            for i in tri:
+                j, k = (x for x in tri if x != i)
+                want[i] += w[j] * w[k]
+        np.testing.assert_allclose(weighted_triangles(adj, w), want, atol=1e-12)
+
+
+def test_identifier_usage_tells_a_ring_device_from_a_family_tablet() -> None:
+    # Cluster 0: two invented identities onboarding on one device, their only one, at spellings
+    # of one address (two address ids). Cluster 1: a household on one address, each on their own
+    # phone, sharing a tablet they never onboarded on.
+    mt = pd.DataFrame({"cluster": [0, 0, 1, 1], "user_id": ["r1", "r2", "h1", "h2"]})
+    users = pd.DataFrame(
+        {"onboarded_at": [10, 20, 10, 20]}, index=pd.Index(["r1", "r2", "h1", "h2"], name="id")
+    )
+    e = {
+        RelType.USED_DEVICE: pd.DataFrame({
+            "src": ["r1", "r2", "h1", "h1", "h2", "h2"], "dst": ["d", "d", "p1", "tab", "p2", "tab"],
+            "count": [5, 4, 8, 2, 6, 1], "first_seen": [10, 20, 10, 50, 20, 60]}),
+        RelType.LIVES_AT: pd.DataFrame({
+            "src": ["r1", "r2", "h1", "h2"], "dst": ["a1", "a1b", "h", "h"], "count": 1,
+            "first_seen": [10, 20, 10, 20]}),
+    }  # fmt: skip
+    f = identifier_usage(mt, users, e, np.array([2.0, 2.0]))
+    assert f["onboard_shared_used_device"].tolist() == [1.0, 0.0]
+    assert f["used_device_per_member"].tolist() == [1.0, 2.0]
+    np.testing.assert_allclose(f["used_device_shared_event_share"], [1.0, (2 / 10 + 1 / 7) / 2])
+    assert f["top_used_device_cover"].tolist() == [1.0, 1.0]
+    assert f["top_lives_at_cover"].tolist() == [0.5, 1.0]
+    assert f["onboard_shared_lives_at"].tolist() == [0.0, 1.0]
+    assert f["top_used_ip_cover"].tolist() == [0.0, 0.0]  # no IP table: zeros, not an error
+
+
+def test_member_scores_never_read_held_out_labels(tmp_path: Path) -> None:
+    """Flipping the labels of held-out accounts leaves every score unchanged."""
+    from gnn.data.amlsim import load_amlsim
+    from gnn.rings.transfers import load_amlsim_transfers
+
+    rng = np.random.default_rng(0)
+    n, m = 300, 1500
+    y = (rng.random(n) < 0.15).astype(int)
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    # Launderers move small amounts among themselves: something for the models to learn.
+    value = np.where(y[src] & y[dst], rng.uniform(5, 50, m), rng.uniform(100, 600, m))
+    pd.DataFrame({"nodeid": range(n), "isFraud": y, "init_balance": rng.uniform(100, 600, n),
+                  "fraudStep": -1}).to_csv(tmp_path / "nodes.csv", index=False)  # fmt: skip
+    pd.DataFrame({"sourceNodeId": src, "targetNodeId": dst, "value": value.round(2),
+                  "time": rng.integers(1, 100, m)}).to_csv(tmp_path / "transactions.csv", index=False)  # fmt: skip
+    accounts, tx, labels = load_amlsim_transfers(tmp_path)
+    perm = rng.permutation(n)
+    train, val, test = np.sort(perm[:150]), np.sort(perm[150:200]), perm[200:]
+    graph = load_amlsim(tmp_path, seeds=())
+    s1, s2 = member_scores(accounts, tx, labels, train, val, folds=3, rounds=1, graph=graph)
+    flipped = labels.copy()
+    flipped[test] = 1 - flipped[test]
+    graph.y = flipped
+    f1, f2 = member_scores(accounts, tx, flipped, train, val, folds=3, rounds=1, graph=graph)
+    np.testing.assert_array_equal(s1, f1)
+    np.testing.assert_array_equal(s2, f2)
 
 
 def _members(clusters: dict[int, list[str]]) -> pd.DataFrame:

@@ -184,6 +184,12 @@ def cluster_features(
     now = float(max(df["last_seen"].max() for df in nodes.values() if len(df))) / HOUR_MS
     f["age_mean_h"] = (now - gt["first"].mean()).reindex(range(C)).to_numpy()
     f |= identifier_usage(mt, users, edges, size)
+    # One person's identity or phone in several accounts, or several accounts opened on one
+    # device: both mean invented identities (a household shares neither). The flag lets the
+    # trees learn the two together, so a ring showing only one of them is still recognised.
+    f["identity_reuse"] = ((f["personal_shared"] > 0) | (f["onboard_shared_used_device"] > 0)).astype(
+        np.float64
+    )
 
     # Transfers inside the cluster, and their cycles.
     t = edges.get(RelType.TRANSFERRED_TO)
