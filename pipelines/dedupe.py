@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.records import STAGE_DEDUPE, DeadLetter
 
@@ -83,11 +85,28 @@ def _without_origin(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class _SplitFn(beam.DoFn):
+    """Routes clean rows to buckets, gathered over the bundle: one element per bucket, not per file.
+
+    Each element crossing the shuffle costs an encode and a decode, so a bundle's rows for a
+    bucket travel as one table.
+    """
+
     def __init__(self, buckets: int) -> None:
         self._buckets = buckets
 
-    def process(self, clean: pa.Table) -> Iterator[tuple[int, pa.Table]]:
-        yield from split_by_bucket(clean, self._buckets)
+    def start_bundle(self) -> None:
+        self._parts: dict[int, list[pa.Table]] = {}
+
+    def process(self, clean: pa.Table) -> Iterator[Any]:
+        for bucket, rows in split_by_bucket(clean, self._buckets):
+            self._parts.setdefault(bucket, []).append(rows)
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        window = GlobalWindow()
+        for bucket, parts in sorted(self._parts.items()):
+            yield WindowedValue((bucket, pa.concat_tables(parts)), window.max_timestamp(), [window])
+        self._parts = {}
 
 
 class _KeepFirstFn(beam.DoFn):
