@@ -37,6 +37,12 @@ starts at most ``flow_window_h`` hours after the last ``u -> v`` transfer and mo
 ``flow_ratio`` and 1 times as much (largest or mean amounts). Honest users rarely forward money
 like that; its clusters are trimmed only of isolated users (a chain is a ring here).
 
+Personal identifiers
+--------------------
+Documents, phones and emails belong to one person. The **personal view** links only users
+sharing one of them and keeps pairs (``min_size`` 2): a synthetic-identity ring of three whose
+third member shares nothing is otherwise a pair, too small for the other views.
+
 Clusters
 --------
 Connected components of the graph. A component larger than ``max_size`` is split with
@@ -399,6 +405,9 @@ VIEWS: dict[str, tuple[tuple[RelType, ...], bool]] = {
 }
 
 
+# Identifiers that belong to one person (the personal view).
+PERSONAL_RELS: tuple[RelType, ...] = (RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL)
+
 HOUR_MS = 3_600_000
 
 
@@ -509,6 +518,16 @@ def find_candidates(
     groups = _groups(label)
     members += groups
     views += ["flow"] * len(groups)
+    # The personal view: two accounts on one document, phone or email are a candidate on their
+    # own. Honest users almost never share these, so the view is small; without it, a
+    # synthetic-identity ring whose third member shares nothing is a pair, below min_size.
+    g = build_user_graph(nodes, edges, cfg, rels=PERSONAL_RELS, transfers=False, uidx=uidx)
+    label, n_split = find_clusters(g, replace(cfg, core=1, min_size=2))
+    split += n_split
+    groups = _groups(label)
+    members += groups
+    views += ["personal"] * len(groups)
+    cutoffs["personal"] = g.cutoffs
     members, views = _dedupe(members, views, cfg.duplicate_jaccard)
     full = build_user_graph(nodes, edges, cfg, uidx=uidx)
     return Candidates(graph=full, members=members, views=views, cutoffs=cutoffs, split_components=split)

@@ -138,6 +138,7 @@ def cluster_features(
     f: dict[str, np.ndarray] = {"size": size, "log_size": np.log(size)}
     f["view_money"] = (np.asarray(cand.views) == "money").astype(np.float64)
     f["view_flow"] = (np.asarray(cand.views) == "flow").astype(np.float64)
+    f["view_personal"] = (np.asarray(cand.views) == "personal").astype(np.float64)
 
     g = cand.graph
     inn = _internal(mt, g.a, g.b)
