@@ -130,7 +130,13 @@ def account_features(accounts: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFrame:
     )
     f["in_out_amt_ratio"] = f["in_amt_sum"] / (f["out_amt_sum"] + 1.0)
     f["in_out_count_ratio"] = f["in_count"] / (f["out_count"] + 1.0)
-    f["triangles"] = weighted_triangles(undirected_adjacency(n, tx))
+    adj = undirected_adjacency(n, tx)
+    f["triangles"] = weighted_triangles(adj)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    f["clustering"] = f["triangles"] / np.maximum(deg * (deg - 1) / 2, 1)
+    # Per counterparty, the counterparties the two share; the most with any one of them.
+    common = adj.multiply(adj @ adj).tocsr()
+    f["common_max"] = np.asarray(common.max(axis=1).todense()).ravel()
     return f
 
 
@@ -188,7 +194,9 @@ def neighbour_features(
     out = out.reindex(np.arange(n)).fillna(0.0)
     # Triangles whose two other corners both look like launderers: a pattern's members are
     # linked among themselves, an honest account's high-scoring counterparties are not.
-    out["tri_score"] = weighted_triangles(undirected_adjacency(n, tx), score)
+    adj = undirected_adjacency(n, tx)
+    out["tri_score"] = weighted_triangles(adj, score)
+    out["tri_known"] = weighted_triangles(adj, known)
     return out
 
 
