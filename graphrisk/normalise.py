@@ -32,8 +32,32 @@ class Normalised(NamedTuple):
     masked: str
 
 
+# Plain ASCII addresses that email_validator surely accepts unchanged (dot-atom local part,
+# letter-only top-level domain, no punycode label, not a special-use name): the common case,
+# normalised without the validator, which costs ~60 µs an address. Tests check the two agree.
+_PLAIN_EMAIL = re.compile(
+    r"(?P<local>[A-Za-z0-9_+\-]{1,64}(?:\.[A-Za-z0-9_+\-]+)*)@"
+    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+_SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+
+
+def _plain_email(text: str) -> tuple[str, str] | None:
+    m = _PLAIN_EMAIL.fullmatch(text)
+    if m is None or len(text) > 254 or len(m["local"]) > 64 or "--" in m["domain"]:
+        return None
+    domain = m["domain"].lower()
+    if domain.rsplit(".", 1)[1] in _SPECIAL_USE:
+        return None
+    return m["local"], domain
+
+
 def normalise_email(raw: str) -> Normalised:
     """Lower-case, IDNA-normalised email; the mask keeps the first letter and the domain."""
+    plain = _plain_email(raw.strip())
+    if plain is not None:
+        local, domain = plain
+        return Normalised(f"{local.lower()}@{domain}", f"{local[0].lower()}***@{domain}")
     try:
         info = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
