@@ -20,6 +20,7 @@ from api.audit import AuditLog
 from api.auth import KeyRing
 from api.decisions import DecisionStore
 from api.ratelimit import RateLimiter
+from api.schemas import RingSummary
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
 from graphrisk.config import Settings
@@ -57,6 +58,8 @@ class AppState:
     ring_of: dict[str, str] = field(default_factory=dict)
     rings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RING_COLUMNS))
     ring_members: dict[str, list[str]] = field(default_factory=dict)
+    # The ring table as response models, in its order: a page is a slice, built per publication.
+    ring_summaries: list[RingSummary] = field(default_factory=list)
     decisions: DecisionStore | None = None
     store_ok_at: float = 0.0
 
@@ -96,6 +99,12 @@ class AppState:
             )
             m = pd.read_parquet(rings_dir / "members.parquet", columns=["ring_id", "user_id"])
             m = m[m["ring_id"].isin(set(self.rings["ring_id"]))]
+            self.ring_summaries = [
+                RingSummary(id=r.ring_id, score=float(r.score), size=int(r.size), status=str(r.status),
+                            model_version=str(r.model_version), first_seen=int(r.first_seen),
+                            last_seen=int(r.last_seen))
+                for r in self.rings.itertuples()
+            ]  # fmt: skip
             self.ring_of = dict(zip(m["user_id"], m["ring_id"], strict=True))
             self.ring_members = {k: list(v) for k, v in m.groupby("ring_id")["user_id"]}
         try:

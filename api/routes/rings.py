@@ -19,7 +19,6 @@ from api.schemas import (
     Reason,
     RingDetail,
     RingList,
-    RingSummary,
 )
 from graphrisk.errors import StoreError
 
@@ -60,14 +59,11 @@ async def list_rings(
     rings = state.rings
     # The table is sorted by score, descending: the rings at or above min_score are a prefix.
     above = int(np.searchsorted(-rings["score"].to_numpy(), -min_score, side="right"))
-    sel = rings.iloc[:above]
+    sel = state.ring_summaries[:above]
     if status_ is not None:
-        sel = sel[sel["status"] == status_]
+        sel = [r for r in sel if r.status == status_]
     start = _offset(cursor)
-    page = sel.iloc[start : start + limit]
-    data = [RingSummary(id=r.ring_id, score=float(r.score), size=int(r.size), status=str(r.status),
-                        model_version=str(r.model_version), first_seen=int(r.first_seen), last_seen=int(r.last_seen))
-            for r in page.itertuples()]  # fmt: skip
+    data = sel[start : start + limit]
     nxt = _cursor(start + limit) if start + limit < len(sel) else None
     state.audit.append(
         caller.name, caller.role.value, "list_rings", "rings", {"min_score": min_score, "returned": len(data)}
