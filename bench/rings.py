@@ -18,8 +18,10 @@ scores are used: the figures are the ring model's own.
 
 Run: ``python bench/rings.py --users 60000 --seed 8 --eval-seed 99``.
 
-AMLSim (``--amlsim DIR``): member AUPRC on the held-out 40 % of each 20K simulation under DIR
-(see :mod:`gnn.rings.transfers`).
+AMLSim (``--amlsim DIR``): member AUPRC on the held-out 40 % of each 20K simulation under DIR,
+mean over ``--split-seeds`` stratified 40/20/40 splits (see :mod:`gnn.rings.transfers`).
+
+Run: ``python bench/rings.py --amlsim /work/shared/data/amlsim --split-seeds 3``.
 """
 
 from __future__ import annotations

@@ -78,6 +78,23 @@ def test_hub_does_not_glue_honest_users() -> None:
     assert cand.num_clusters == 100 and {len(m) for m in cand.members} == {3}
 
 
+def test_personal_view_keeps_pairs_on_one_phone_or_document() -> None:
+    users = [f"u{i}" for i in range(9)]
+    nodes, edges = _tables(users, {
+        # A pair on one phone, nothing else: too small for the identity view, a personal candidate.
+        RelType.HAS_PHONE: [("u0", "p1"), ("u1", "p1"), ("u3", "p2"), ("u4", "p2")],
+        # A household of two on one address: no candidate in any view.
+        # u3, u4 (one phone) and u5 on one address: an identity triple holds the personal pair.
+        RelType.LIVES_AT: [("u6", "h1"), ("u7", "h1"), ("u3", "a2"), ("u4", "a2"), ("u5", "a2")],
+        RelType.HAS_DOCUMENT: [("u8", "d8")],
+    })  # fmt: skip
+    cand = find_candidates(nodes, edges)
+    got = sorted(
+        (v, sorted(cand.user_ids[m].tolist())) for m, v in zip(cand.members, cand.views, strict=True)
+    )
+    assert got == [("identity", ["u3", "u4", "u5"]), ("personal", ["u0", "u1"])]
+
+
 def test_pairs_within_groups_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     group = rng.integers(0, 30, 200)

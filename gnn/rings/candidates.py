@@ -41,7 +41,8 @@ Personal identifiers
 --------------------
 Documents, phones and emails belong to one person. The **personal view** links only users
 sharing one of them and keeps pairs (``min_size`` 2): a synthetic-identity ring of three whose
-third member shares nothing is otherwise a pair, too small for the other views.
+third member shares nothing is otherwise a pair, too small for the other views. A personal
+cluster lying inside another view's cluster at most twice its size is dropped (the same ring).
 
 Clusters
 --------
@@ -492,6 +493,30 @@ def _dedupe(
     return [members[i] for i in keep], [views[i] for i in keep]
 
 
+def _drop_contained(
+    members: list[np.ndarray], views: list[str], view: str
+) -> tuple[list[np.ndarray], list[str]]:
+    """Drop clusters of ``view`` lying wholly inside a cluster of another view at most twice their
+    size: that cluster already holds them and their shared identifiers, and one ring would
+    otherwise be reported twice. Inside a larger cluster (a household the pair drowns in) they stay.
+    """
+    mine = [i for i, v in enumerate(views) if v == view]
+    if not mine:
+        return members, views
+    others = [i for i, v in enumerate(views) if v != view]
+    df = pd.DataFrame(
+        {"c": np.repeat(others, [len(members[i]) for i in others]), "u": np.concatenate([members[i] for i in others])}
+    ) if others else pd.DataFrame({"c": [], "u": []})  # fmt: skip
+    drop: set[int] = set()
+    for i in mine:
+        hits = df.loc[df["u"].isin(members[i]), "c"].value_counts()
+        full = hits[hits == len(members[i])].index
+        if any(len(members[c]) <= 2 * len(members[i]) for c in full):
+            drop.add(i)
+    keep = [i for i in range(len(members)) if i not in drop]
+    return [members[i] for i in keep], [views[i] for i in keep]
+
+
 def find_candidates(
     nodes: dict[NodeLabel, pd.DataFrame],
     edges: dict[RelType, pd.DataFrame],
@@ -529,5 +554,6 @@ def find_candidates(
     views += ["personal"] * len(groups)
     cutoffs["personal"] = g.cutoffs
     members, views = _dedupe(members, views, cfg.duplicate_jaccard)
+    members, views = _drop_contained(members, views, "personal")
     full = build_user_graph(nodes, edges, cfg, uidx=uidx)
     return Candidates(graph=full, members=members, views=views, cutoffs=cutoffs, split_components=split)
