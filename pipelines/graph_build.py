@@ -44,6 +44,7 @@ class BuildCounts:
     node_rows_applied: int = 0
     rel_rows_applied: int = 0
     seconds: float = 0.0
+    store_write_seconds: float = 0.0
     rejected_by_stage: dict[str, int] = field(default_factory=dict)
 
     def reconcile(self) -> None:
@@ -141,6 +142,7 @@ def _counts_from_metrics(result: beam.runners.runner.PipelineResult) -> BuildCou
         rel_rows=values.get("rel_rows", 0),
         node_rows_applied=values.get("node_applied", 0),
         rel_rows_applied=values.get("rel_applied", 0),
+        store_write_seconds=values.get("store_write_ms", 0) / 1000,
     )
 
 

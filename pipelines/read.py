@@ -74,7 +74,9 @@ def chunk_of_records(source: str, records: list[RawRecord]) -> RawChunk:
     # Every key of every record becomes a column (from_pylist would keep only the first record's).
     keys = list(dict.fromkeys(k for r in flat for k in r))
     try:
-        table: pa.Table | None = pa.Table.from_pydict({k: [r.get(k) for r in flat] for k in keys or [UNFLATTENABLE]})
+        table: pa.Table | None = pa.Table.from_pydict(
+            {k: [r.get(k) for r in flat] for k in keys or [UNFLATTENABLE]}
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         table = None  # mixed types in a column: every record takes the per-record path
     return RawChunk(source, [r.line for r in readable], table, raw, unreadable)

@@ -142,17 +142,21 @@ def compact_snapshot(snapshot_dir: Path, through_seq: int) -> dict[str, Any]:
     files: dict[str, str] = {}
     for label in NodeLabel:
         schema = node_schema(label)
-        frames = [_read(cur / "nodes" / f"{label.value}.parquet", schema)]
-        frames += [_read(p / "nodes" / f"{label.value}.parquet", schema) for _, p in pending]
-        table = pa.Table.from_pandas(_fold_nodes(frames, label), schema=schema, preserve_index=False)
+        name = f"nodes/{label.value}.parquet"
+        table = _only_delta(cur / name, [p / name for _, p in pending], schema)
+        if table is None:
+            frames = [_read(cur / name, schema)] + [_read(p / name, schema) for _, p in pending]
+            table = pa.Table.from_pandas(_fold_nodes(frames, label), schema=schema, preserve_index=False)
         files[f"nodes/{label.value}.parquet"] = _write_and_hash(
             staging / "nodes" / f"{label.value}.parquet", table
         )
     for rel in EDGE_TYPES:
         schema = edge_schema()
-        frames = [_read(cur / "edges" / f"{rel.value}.parquet", schema)]
-        frames += [_read(p / "edges" / f"{rel.value}.parquet", schema) for _, p in pending]
-        table = pa.Table.from_pandas(_fold_edges(frames), schema=schema, preserve_index=False)
+        name = f"edges/{rel.value}.parquet"
+        table = _only_delta(cur / name, [p / name for _, p in pending], schema)
+        if table is None:
+            frames = [_read(cur / name, schema)] + [_read(p / name, schema) for _, p in pending]
+            table = pa.Table.from_pandas(_fold_edges(frames), schema=schema, preserve_index=False)
         files[f"edges/{rel.value}.parquet"] = _write_and_hash(
             staging / "edges" / f"{rel.value}.parquet", table
         )
@@ -168,6 +172,17 @@ def compact_snapshot(snapshot_dir: Path, through_seq: int) -> dict[str, Any]:
     staging.rename(cur)
     shutil.rmtree(old, ignore_errors=True)
     return manifest
+
+
+def _only_delta(current: Path, deltas: list[Path], schema: pa.Schema) -> pa.Table | None:
+    """The table as it is when there is nothing to fold it with (no snapshot yet, one delta).
+
+    A delta is already one row per key, sorted, amounts rounded: folding it alone changes
+    nothing, so the first build skips a pandas round trip of every row. ``None``: fold.
+    """
+    if current.exists() or len(deltas) != 1:
+        return None
+    return pq.read_table(deltas[0]).cast(schema) if deltas[0].exists() else schema.empty_table()
 
 
 def _write_and_hash(path: Path, table: pa.Table) -> str:

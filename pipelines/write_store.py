@@ -7,6 +7,7 @@ retried bundle or a re-run after a crash never counts anything twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,8 @@ class _UpsertTableFn(beam.DoFn):
         self._rows_of = rows_of
         self._rows_written = Metrics.counter(NAMESPACE, f"{kind}_rows")
         self._rows_applied = Metrics.counter(NAMESPACE, f"{kind}_applied")
+        # Time spent in the store, to tell the write floor from the rest of the pipeline.
+        self._write_ms = Metrics.counter(NAMESPACE, "store_write_ms")
         self._store: GraphStore | None = None
 
     def setup(self) -> None:
@@ -51,7 +54,9 @@ class _UpsertTableFn(beam.DoFn):
         assert self._store is not None
         key, table = element
         rows = self._rows_of(key, table)
+        started = time.perf_counter()
         applied = self._store.write_rows(self._statement_for(key), rows, batch_seq=self._batch_seq)
+        self._write_ms.inc(round((time.perf_counter() - started) * 1000))
         self._rows_written.inc(len(rows))
         self._rows_applied.inc(applied)
         yield key, len(rows)
