@@ -66,10 +66,11 @@ def booster_score(
     """A LightGBM booster's raw score for one feature row and (optionally) its ``top`` TreeSHAP
     contributions, largest absolute first (the bias term is left out)."""
     one = np.asarray(x, dtype=np.float32).reshape(1, -1)
-    raw = float(booster.predict(one, num_iteration=iteration)[0])
+    # One row: OpenMP's thread team costs more than the trees (1.2 ms vs 0.1 ms under load).
+    raw = float(booster.predict(one, num_iteration=iteration, num_threads=1)[0])
     if not explain:
         return raw, []
-    contrib = booster.predict(one, num_iteration=iteration, pred_contrib=True)[0][: len(names)]
+    contrib = booster.predict(one, num_iteration=iteration, pred_contrib=True, num_threads=1)[0][: len(names)]
     # Only the largest matter to a reader; objects for all ~1,400 columns cost milliseconds.
     order = np.argsort(-np.abs(contrib), kind="stable")[:top]
     return raw, [Contribution(names[i], float(one[0, i]), float(contrib[i])) for i in order]
