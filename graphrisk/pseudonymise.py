@@ -30,4 +30,5 @@ class Pseudonymiser:
     def token(self, label: NodeLabel, normalised_value: str) -> str:
         """The id of the ``label`` node for this normalised value."""
         msg = f"{label.value}\x1f{normalised_value}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+        # hmac.digest is the one-shot C path: same MAC as hmac.new(...).digest(), a third of the cost.
+        return hmac.digest(self._key, msg, hashlib.sha256).hex()[:32]

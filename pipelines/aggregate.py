@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from graphrisk.graph_schema import NODE_PROPERTIES, NodeLabel
+from pipelines.records import from_ipc
 from pipelines.snapshot import edge_schema, node_schema
 
 NodeAcc = tuple[int, int, int, int, dict[str, Any]]
@@ -150,25 +151,25 @@ def merge_edge_tables(parts: Iterable[pa.Table]) -> pa.Table:
     return summed.sort_by([("src", "ascending"), ("dst", "ascending")])
 
 
-def _nodes_of(element: tuple[str, Iterable[pa.Table]]) -> tuple[str, pa.Table]:
+def _nodes_of(element: tuple[str, Iterable[bytes]]) -> tuple[str, pa.Table]:
     label, parts = element
-    return label, merge_node_tables(NodeLabel(label), parts)
+    return label, merge_node_tables(NodeLabel(label), [from_ipc(p) for p in parts])
 
 
-def _edges_of(element: tuple[str, Iterable[pa.Table]]) -> tuple[str, pa.Table]:
+def _edges_of(element: tuple[str, Iterable[bytes]]) -> tuple[str, pa.Table]:
     rel, parts = element
-    return rel, merge_edge_tables(parts)
+    return rel, merge_edge_tables([from_ipc(p) for p in parts])
 
 
 class AggregateNodes(beam.PTransform):
-    """``(label, node facts)`` → one ``(label, node table sorted by id)`` per label."""
+    """``(label, node facts as IPC bytes)`` → one ``(label, node table sorted by id)`` per label."""
 
     def expand(self, facts: beam.PCollection) -> beam.PCollection:
         return facts | "GroupByLabel" >> beam.GroupByKey() | "MergeNodes" >> beam.Map(_nodes_of)
 
 
 class AggregateEdges(beam.PTransform):
-    """``(rel, relationship facts)`` → one ``(rel, table sorted by src, dst)`` per relationship type."""
+    """``(rel, relationship facts as IPC bytes)`` → one ``(rel, table sorted by src, dst)`` per type."""
 
     def expand(self, facts: beam.PCollection) -> beam.PCollection:
         return facts | "GroupByType" >> beam.GroupByKey() | "MergeEdges" >> beam.Map(_edges_of)

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.records import STAGE_DEDUPE, DeadLetter
+from pipelines.records import STAGE_DEDUPE, DeadLetter, from_ipc, to_ipc
 
 DEAD = "dead"
 NAMESPACE = "graphrisk"
@@ -105,7 +105,7 @@ class _SplitFn(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         window = GlobalWindow()
         for bucket, parts in sorted(self._parts.items()):
-            yield WindowedValue((bucket, pa.concat_tables(parts)), window.max_timestamp(), [window])
+            yield WindowedValue((bucket, to_ipc(pa.concat_tables(parts))), window.max_timestamp(), [window])
         self._parts = {}
 
 
@@ -114,9 +114,9 @@ class _KeepFirstFn(beam.DoFn):
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
         self.accepted = Metrics.counter(NAMESPACE, "accepted")
 
-    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
+    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator[Any]:
         _, parts = element
-        unique, duplicates, dead = dedupe_table(pa.concat_tables(list(parts)))
+        unique, duplicates, dead = dedupe_table(pa.concat_tables([from_ipc(p) for p in parts]))
         self.accepted.inc(len(unique))
         self.duplicates.inc(duplicates)
         for letter in dead:

@@ -21,6 +21,7 @@ from apache_beam import pvalue
 
 from graphrisk.graph_schema import NodeLabel, RelType
 from pipelines.aggregate import edge_fact_schema, node_fact_schema, presum_edge_facts, presum_node_facts
+from pipelines.records import to_ipc
 
 NODES = "nodes"
 EDGES = "edges"
@@ -132,14 +133,17 @@ def batch_facts(clean: pa.Table) -> tuple[dict[NodeLabel, pa.Table], dict[RelTyp
 
 
 class _FactsFn(beam.DoFn):
-    """Emits ``(label, facts)`` on the main output and ``(rel, facts)`` on ``edges``, per batch."""
+    """Emits ``(label, facts)`` on the main output and ``(rel, facts)`` on ``edges``, per batch.
+
+    Fact tables go to a shuffle, so they travel as Arrow IPC bytes (:func:`to_ipc`).
+    """
 
     def process(self, clean: pa.Table) -> Iterator[object]:
         nodes, edges = batch_facts(clean)
         for label, table in nodes.items():
-            yield (label.value, table)
+            yield (label.value, to_ipc(table))
         for rel, table in edges.items():
-            yield pvalue.TaggedOutput(EDGES, (rel.value, table))
+            yield pvalue.TaggedOutput(EDGES, (rel.value, to_ipc(table)))
 
 
 class ExtractGraph(beam.PTransform):

@@ -83,6 +83,23 @@ class DeadLetter:
         return json.dumps(asdict(self), default=str, sort_keys=True)
 
 
+def to_ipc(table: pa.Table) -> bytes:
+    """A table as Arrow IPC bytes, the form tables take to cross a shuffle.
+
+    Beam pickles objects it has no coder for; pickling a table made of many small chunks cost
+    ~50 ms per 1,000 events, the IPC stream of its combined chunks a small fraction of that.
+    """
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    """The table :func:`to_ipc` encoded."""
+    return pa.ipc.open_stream(data).read_all()
+
+
 # Stage names used in dead letters and run reports.
 STAGE_READ = "read"
 STAGE_PARSE = "parse"
