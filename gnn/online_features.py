@@ -161,6 +161,8 @@ class StarFeatures:
     ) -> None:
         self.own_names = list(user_features.columns)
         self.user_index = pd.Index(user_features.index)
+        # A dict, not Index.get_indexer: a few dozen lookups per request, where pandas' setup dominates.
+        self._row_of: dict[str, int] = {u: i for i, u in enumerate(self.user_index)}
         raw = user_features.to_numpy(np.float64)
         # One extra row at the end, read by rows = -1 (users without published features).
         self._raw = np.vstack([raw, np.full((1, raw.shape[1]), np.nan)])
@@ -189,9 +191,8 @@ class StarFeatures:
 
     def rows_of(self, users: np.ndarray) -> np.ndarray:
         """Rows of the published matrix for ``users`` (``-1``: not published)."""
-        if len(users) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return self.user_index.get_indexer(users)
+        get = self._row_of.get
+        return np.fromiter((get(u, -1) for u in users), dtype=np.int64, count=len(users))
 
     def features_of(self, user_id: str) -> np.ndarray:
         """A published user's own features.
@@ -199,7 +200,7 @@ class StarFeatures:
         Raises:
             KeyError: the user has no published features.
         """
-        return self._raw[self.user_index.get_loc(user_id)]
+        return self._raw[self._row_of[user_id]]
 
     def dataset(self, x0: np.ndarray, identifiers: list[IdentifierLinks], now_ms: int) -> NodeDataset:
         """The star as a dataset, neighbours' readable labels filled in ``y``."""

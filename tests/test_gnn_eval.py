@@ -47,6 +47,14 @@ def test_calibration_is_monotone_and_bounded(method: str) -> None:
     assert repr(cal) == f"Calibrator({method})"
 
 
+def test_platt_transform_is_the_fitted_logistic_regression() -> None:
+    s, y = noisy_scores()
+    cal = Calibrator("platt").fit(s, y)
+    grid = np.linspace(0, 1, 101)
+    fitted = cal._platt.predict_proba(Calibrator._logit(grid))[:, 1]
+    np.testing.assert_allclose(cal.transform(grid), fitted, rtol=1e-12, atol=1e-12)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.floats(0.3, 0.95))
 def test_threshold_reaches_target_precision_on_fit_data(seed: int, target: float) -> None:
