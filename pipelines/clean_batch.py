@@ -53,9 +53,8 @@ Outputs = tuple[Any, ...]
 class _Errors:
     """The first normalisation error of each row, in the order ``clean_event`` meets them."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self) -> None:
         self.by_row: dict[int, NormalisationError] = {}
-        self.n = n
 
     def add(self, rows: np.ndarray, exc: NormalisationError) -> None:
         for row in rows.tolist():
@@ -120,7 +119,7 @@ def clean_batch(
     """
     n = len(events)
     col = {name: events.column(name).combine_chunks() for name in events.column_names}
-    errors = _Errors(n)
+    errors = _Errors()
     hasher = ids.hasher
     out: dict[str, pa.Array] = {name: col[src] for name, src in _COPIED.items()}
     out["source"] = pa.array([source] * n, pa.string())

@@ -55,7 +55,7 @@ class RawChunk:
     @staticmethod
     def of(records: list[RawRecord]) -> list[RawChunk]:
         """Chunks (one per source) holding ``records``; for tests and small inputs."""
-        from pipelines.read import chunk_of_records
+        from pipelines.read import chunk_of_records  # read builds on this module: import late
 
         by_source: dict[str, list[RawRecord]] = {}
         for r in records:
