@@ -14,8 +14,8 @@ from gnn.data.dataset import NodeDataset, as_tensor_x, stratified_splits
 TARGET = "account"
 
 
-def _side_stats(tx: pd.DataFrame, by: str, other: str, prefix: str, n: int) -> pd.DataFrame:
-    """Per account, stats of its transfers on one side (sent or received)."""
+def side_stats(tx: pd.DataFrame, by: str, other: str, prefix: str, n: int) -> pd.DataFrame:
+    """Per account (rows ``0..n-1``), stats of its transfers on one side (``by`` = src: sent, dst: received)."""
     g = tx.groupby(by)
     stats = pd.DataFrame(
         {
@@ -53,8 +53,8 @@ def load_amlsim(
     n = len(nodes)
     tx = tx.assign(src=index.get_indexer(tx["sourceNodeId"]), dst=index.get_indexer(tx["targetNodeId"]))
     tx = tx[(tx["src"] >= 0) & (tx["dst"] >= 0)]
-    out = _side_stats(tx, "src", "dst", "out", n)
-    inc = _side_stats(tx, "dst", "src", "in", n)
+    out = side_stats(tx, "src", "dst", "out", n)
+    inc = side_stats(tx, "dst", "src", "in", n)
     feats = pd.concat([nodes[["init_balance"]], out, inc], axis=1)
     feats["in_out_amt_ratio"] = feats["in_amt_sum"] / (feats["out_amt_sum"] + 1.0)
     feats["in_out_count_ratio"] = feats["in_count"] / (feats["out_count"] + 1.0)

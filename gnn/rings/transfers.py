@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from gnn.data.amlsim import load_amlsim
+from gnn.data.amlsim import load_amlsim, side_stats
 from gnn.data.dataset import NodeDataset
 from gnn.features import label_features
 from gnn.features import neighbour_features as graph_neighbour_features
@@ -58,32 +58,18 @@ PARAMS = {
 
 
 def _side(tx: pd.DataFrame, by: str, other: str, prefix: str, n: int) -> pd.DataFrame:
-    """Per account, statistics of its transfers on one side (``by`` = src: sent, dst: received)."""
-    g = tx.groupby(by)
+    """The issue-3 per-side transfer statistics plus pattern evidence: the same counterparty
+    again, the same amount again, bursts."""
     pair = tx.groupby([by, other]).size()
     same = tx.groupby([by, "value"]).size()
     step = tx.groupby([by, "time"]).size()
-    out = pd.DataFrame(
-        {
-            f"{prefix}_count": g.size(),
-            f"{prefix}_amt_sum": g["value"].sum(),
-            f"{prefix}_amt_mean": g["value"].mean(),
-            f"{prefix}_amt_std": g["value"].std(),
-            f"{prefix}_amt_max": g["value"].max(),
-            f"{prefix}_amt_min": g["value"].min(),
-            f"{prefix}_distinct": g[other].nunique(),
-            f"{prefix}_t_first": g["time"].min(),
-            f"{prefix}_t_last": g["time"].max(),
-            f"{prefix}_t_distinct": g["time"].nunique(),
-            # Pattern evidence: the same counterparty again, the same amount again, bursts.
-            f"{prefix}_pair_max": pair.groupby(level=0).max(),
-            f"{prefix}_repeat_pairs": (pair >= 2).groupby(level=0).sum(),
-            f"{prefix}_same_amount_max": same.groupby(level=0).max(),
-            f"{prefix}_step_max": step.groupby(level=0).max(),
-        }
-    )
+    out = side_stats(tx, by, other, prefix, n)
+    out[f"{prefix}_pair_max"] = pair.groupby(level=0).max()
+    out[f"{prefix}_repeat_pairs"] = (pair >= 2).groupby(level=0).sum()
+    out[f"{prefix}_same_amount_max"] = same.groupby(level=0).max()
+    out[f"{prefix}_step_max"] = step.groupby(level=0).max()
     out[f"{prefix}_amt_cv"] = out[f"{prefix}_amt_std"] / out[f"{prefix}_amt_mean"]
-    return out.reindex(np.arange(n))
+    return out
 
 
 def pattern_clusters(n: int, tx: pd.DataFrame) -> pd.DataFrame:
