@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ class AppState:
     # The ring table as response models, in its order: a page is a slice, built per publication.
     ring_summaries: list[RingSummary] = field(default_factory=list)
     decisions: DecisionStore | None = None
+    # New applicants are scored here, not on the shared thread pool (see Settings.scoring_threads).
+    scoring_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="scoring")
+    )
     store_ok_at: float = 0.0
 
     @classmethod
@@ -73,6 +78,7 @@ class AppState:
             keys=KeyRing(dict(settings.api_keys)),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             decisions=DecisionStore(settings.audit_url),
+            scoring_pool=ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="scoring"),
         )
         state.reload()
         return state
@@ -140,7 +146,8 @@ class AppState:
         return self.ring_members.get(ring_id, [])
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections and the scoring threads."""
+        self.scoring_pool.shutdown(wait=True)
         self.store.close()
         self.audit.close()
         if self.decisions is not None:

@@ -232,6 +232,18 @@ def test_store_down_known_stale_new_503(world: dict[str, Any], tmp_path: Path) -
         assert c.get("/readyz").status_code == 503
 
 
+def test_slow_scoring_gets_503_not_a_hang(world: dict[str, Any], tmp_path: Path) -> None:
+    settings = world["settings"].model_copy(
+        update={"new_applicant_timeout_s": 1e-4, "audit_url": f"sqlite:///{tmp_path / 'a.db'}"}
+    )
+    with TestClient(create_app(settings)) as c:
+        known = str(world["labels"]["user_id"].iloc[5])
+        body = _onboarding_of(world, known) | {"user_id": "brand-new-slow"}
+        r = c.post("/v1/score", json=body, headers=HEADERS["onboarding"])
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert "took too long" in r.json()["detail"]
+
+
 def test_rate_limit(world: dict[str, Any], tmp_path: Path) -> None:
     settings = world["settings"].model_copy(
         update={"rate_limit_per_minute": 60, "audit_url": f"sqlite:///{tmp_path / 'a.db'}"}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 
 from fastapi import APIRouter, HTTPException, status
-from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Onboarding, ScoreCaller, State
 from api.metrics import SCORES
@@ -85,7 +85,13 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
                                  ring_id=state.ring_of.get(applicant.user_id))  # fmt: skip
         kind = "known"
     else:
-        response = await run_in_threadpool(_score_new, state, applicant, payload)
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(state.scoring_pool, _score_new, state, applicant, payload)
+        try:
+            response = await asyncio.wait_for(work, state.settings.new_applicant_timeout_s)
+        except TimeoutError:
+            # A hung store must not hold the onboarding service: it gets a clear retry instead.
+            raise _unavailable("scoring took too long; retry later") from None
         kind = "new"
     SCORES.labels(kind, response.band).inc()
     state.audit.append(caller.name, caller.role.value, "score", applicant.user_id,
