@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--duration", type=int, default=20, help="seconds per run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--warmup", type=int, default=30, help="seconds of new-applicant warm-up")
     args = parser.parse_args()
     if shutil.which("autocannon") is None:
         sys.exit("autocannon not found: npm install -g autocannon")
@@ -114,7 +115,7 @@ def main() -> None:
             # use, and a cold run would measure the compiler, not the service.
             new_applicant = applicant | {"user_id": "bench-new-applicant"}
             autocannon(f"{base}/v1/score", 200, 4, 5, "POST", applicant, onb)
-            autocannon(f"{base}/v1/score", 100, 4, 10, "POST", new_applicant, onb)
+            autocannon(f"{base}/v1/score", 100, 4, args.warmup, "POST", new_applicant, onb)
             autocannon(f"{base}/v1/rings?limit=50&min_score=0.1", 100, 4, 5, headers=inv)
             runs = [
                 summary("floor GET /healthz @500/s c4", autocannon(f"{base}/healthz", 500, 4, args.duration)),
