@@ -24,10 +24,10 @@ from api.ratelimit import RateLimiter
 from api.schemas import RingSummary
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
+from graphrisk.clean_event import RepeatedIdentifiers
 from graphrisk.config import Settings
 from graphrisk.pseudonymise import Pseudonymiser
 from graphrisk.store import GraphStore
-from pipelines.pseudonymise import RepeatedIdentifiers
 
 log = logging.getLogger("graphrisk.api")
 RING_COLUMNS = ["ring_id", "score", "size", "status", "model_version", "first_seen", "last_seen"]

@@ -21,10 +21,10 @@ from gnn.data.entity_graph import VELOCITY_RELS, WINDOWS_MS
 from gnn.explain import Contribution, booster_score, top_reasons
 from gnn.online_features import IdentifierLinks, StarFeatures
 from gnn.training import RiskModel
+from graphrisk.clean_event import RepeatedIdentifiers, clean_event
 from graphrisk.events import OnboardingEvent
 from graphrisk.graph_schema import RelType
 from graphrisk.store import GraphStore
-from pipelines.pseudonymise import RepeatedIdentifiers, clean_event
 
 # Which clean-event field holds each identifier the applicant brings.
 APPLICANT_IDENTIFIERS: dict[RelType, str] = {

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graphrisk.clean_event import RepeatedIdentifiers
 from graphrisk.errors import NormalisationError
 from graphrisk.graph_schema import NodeLabel
 from graphrisk.normalise import (
@@ -24,7 +25,6 @@ from graphrisk.normalise import (
     normalise_email,
     normalise_phone,
 )
-from pipelines.clean_record import RepeatedIdentifiers
 
 # The clean event as columns: clean_event's keys (null where an event type has none), plus origin.
 CLEAN_SCHEMA = pa.schema([

@@ -13,9 +13,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 
+from graphrisk.clean_event import RepeatedIdentifiers, clean_event
 from graphrisk.pseudonymise import Pseudonymiser
 from pipelines.clean_batch import clean_batch
-from pipelines.clean_record import RepeatedIdentifiers, clean_event
 from pipelines.parse import EventBatch
 from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
 

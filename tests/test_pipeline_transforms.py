@@ -18,6 +18,7 @@ from email_validator import validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from graphrisk.clean_event import RepeatedIdentifiers, clean_event
 from graphrisk.config import load_settings
 from graphrisk.errors import NormalisationError
 from graphrisk.events import FieldError, parse_event
@@ -37,7 +38,6 @@ from pipelines.aggregate import (
     presum_node_facts,
 )
 from pipelines.clean_batch import clean_batch
-from pipelines.clean_record import RepeatedIdentifiers, clean_event
 from pipelines.dedupe import DedupeEvents, dedupe_table
 from pipelines.extract import EDGES, NODES, ExtractGraph
 from pipelines.parse import ParseEvents, parse_chunk

@@ -1,7 +1,9 @@
 """Normalisation and keyed hashing of one event: the per-record form of the clean event.
 
-:func:`clean_event` defines the clean event; the online scorer uses it for single events, and
-:mod:`pipelines.clean_batch` computes the same thing for whole batches (tests check they agree).
+:func:`clean_event` defines the clean event. It lives here, with the other shared
+pseudonymisation code, because two stages need it: the pipeline (:mod:`pipelines.clean_batch`
+computes the same thing for whole batches, and tests check they agree) and online scoring of a
+single applicant (:mod:`gnn.online`, through the API).
 """
 
 from __future__ import annotations
