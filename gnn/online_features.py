@@ -23,8 +23,7 @@ from torch_geometric.data import HeteroData
 
 from gnn.data.dataset import NodeDataset, as_tensor_x
 from gnn.data.entity_graph import HOUR_MS
-from gnn.features import label_features, neighbour_features
-from gnn.models.base import FeatureOptions
+from gnn.models.base import FeatureOptions, neighbour_columns, tabular_features
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 
 # Columns of every identifier node's own features, as the batch dataset builds them.
@@ -112,28 +111,10 @@ def star_dataset(
 def reference_row(
     dataset: NodeDataset, label_mask: np.ndarray, options: FeatureOptions, prior: float
 ) -> tuple[np.ndarray, list[str]]:
-    """Row 0 of the batch tabular features of ``dataset``, with label rates shrunk to ``prior``.
-
-    This is :func:`gnn.models.base.tabular_features` with the training prior passed explicitly:
-    on a small neighbourhood the default prior (its own labelled fraction) is not what training saw.
-    """
-    blocks = [dataset.x.astype(np.float32)]
-    names = list(dataset.feature_names)
-    if options.neighbour_hops > 0:
-        cols = _neighbour_columns(dataset.x.shape[1], options)
-        m, n = neighbour_features(dataset, options.neighbour_hops, options.reduces, cols)
-        blocks.append(m)
-        names += n
-    if options.label_hops > 0:
-        m, n = label_features(dataset, label_mask, options.label_hops, prior=prior)
-        blocks.append(m)
-        names += n
-    return np.hstack(blocks).astype(np.float32)[0], names
-
-
-def _neighbour_columns(width: int, options: FeatureOptions) -> list[int] | None:
-    limit = options.max_neighbour_columns
-    return list(range(limit)) if limit is not None and width > limit else None
+    """Row 0 of the batch tabular features of ``dataset``, with label rates shrunk to ``prior``
+    (on a small neighbourhood the default prior, its own labelled fraction, is not what training saw)."""
+    x, names = tabular_features(dataset, label_mask, options, label_prior=prior)
+    return x[0], names
 
 
 class StarFeatures:
@@ -160,14 +141,14 @@ class StarFeatures:
         model_features: list[str] | None = None,
     ) -> None:
         self.own_names = list(user_features.columns)
-        self.user_index = pd.Index(user_features.index)
+        user_index = pd.Index(user_features.index)
         # A dict, not Index.get_indexer: a few dozen lookups per request, where pandas' setup dominates.
-        self._row_of: dict[str, int] = {u: i for i, u in enumerate(self.user_index)}
+        self._row_of: dict[str, int] = {u: i for i, u in enumerate(user_index)}
         raw = user_features.to_numpy(np.float64)
         # One extra row at the end, read by rows = -1 (users without published features).
         self._raw = np.vstack([raw, np.full((1, raw.shape[1]), np.nan)])
         y = np.full(len(user_features) + 1, -1, dtype=np.int64)
-        pos = self.user_index.get_indexer(labelled["user_id"])
+        pos = user_index.get_indexer(labelled["user_id"])
         hit = pos >= 0
         y[pos[hit]] = labelled["is_fraud"].to_numpy()[hit]
         self._y = y
@@ -177,7 +158,7 @@ class StarFeatures:
         self.names: list[str] = list(model_features or [])
         if options is None or model_features is None:
             return
-        cols = _neighbour_columns(len(self.own_names), options)
+        cols = neighbour_columns(len(self.own_names), options)
         self._agg_cols = np.arange(len(self.own_names)) if cols is None else np.array(cols)
         self._x = np.nan_to_num(self._raw[:, self._agg_cols], nan=0.0, posinf=0.0, neginf=0.0)
         where = {n: i for i, n in enumerate(self.names)}

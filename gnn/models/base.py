@@ -66,21 +66,29 @@ class FeatureOptions:
     reduces: tuple[str, ...] = ("mean", "max", "min", "std", "sum")
 
 
+def neighbour_columns(width: int, options: FeatureOptions) -> list[int] | None:
+    """Own columns that neighbour aggregates cover (``None``: all of them)."""
+    limit = options.max_neighbour_columns
+    return list(range(limit)) if limit is not None and width > limit else None
+
+
 def tabular_features(
-    dataset: NodeDataset, label_mask: np.ndarray, options: FeatureOptions
+    dataset: NodeDataset, label_mask: np.ndarray, options: FeatureOptions, label_prior: float | None = None
 ) -> tuple[np.ndarray, list[str]]:
-    """Own features plus the derived ones of ``options``; labels only from ``label_mask``."""
+    """Own features plus the derived ones of ``options``; labels only from ``label_mask``.
+
+    ``label_prior`` is the rate label features shrink towards (default: the fraud rate among
+    ``label_mask``); a small neighbourhood scored online passes the training rate.
+    """
     blocks = [dataset.x]
     names = list(dataset.feature_names)
     if options.neighbour_hops > 0:
-        cols = None
-        if options.max_neighbour_columns is not None and dataset.x.shape[1] > options.max_neighbour_columns:
-            cols = list(range(options.max_neighbour_columns))
+        cols = neighbour_columns(dataset.x.shape[1], options)
         m, n = neighbour_features(dataset, hops=options.neighbour_hops, reduces=options.reduces, columns=cols)
         blocks.append(m)
         names += n
     if options.label_hops > 0:
-        m, n = label_features(dataset, label_mask, hops=options.label_hops)
+        m, n = label_features(dataset, label_mask, hops=options.label_hops, prior=label_prior)
         blocks.append(m)
         names += n
     if options.history_labels and dataset.history_keys:
