@@ -95,6 +95,26 @@ def test_personal_view_keeps_pairs_on_one_phone_or_document() -> None:
     assert got == [("identity", ["u3", "u4", "u5"]), ("personal", ["u0", "u1"])]
 
 
+def test_nested_communities_separate_a_ring_from_the_shop_it_shares() -> None:
+    ring = [f"r{i}" for i in range(5)]
+    regulars = [f"h{i}" for i in range(8)]
+    # The ring's own shop, and an honest shop whose regulars include one ring member: one
+    # 13-member component (below max_size), in which the ring is only 5 / 13 (Jaccard 0.38).
+    paid = [(u, "m-ring") for u in ring] + [(u, "m-shop") for u in [*regulars, "r0"]]
+    clique = [f"c{i}" for i in range(6)]  # one tight group: nothing nested to report
+    paid += [(u, "m-club") for u in clique]
+    nodes, edges = _tables(ring + regulars + clique, {RelType.PAID: paid})
+    cand = find_candidates(nodes, edges)
+    got = [
+        set(cand.user_ids[m].tolist()) for m, v in zip(cand.members, cand.views, strict=True) if v == "money"
+    ]
+    assert set(ring + regulars) in got  # the whole cluster stays a candidate
+    best = max(len(c & set(ring)) / len(c | set(ring)) for c in got)
+    assert best >= 0.8
+    assert set(regulars) <= max(got, key=lambda c: len(c & set(regulars)))
+    assert sum(c <= set(clique) for c in got) == 1
+
+
 def test_pairs_within_groups_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     group = rng.integers(0, 30, 200)

@@ -51,6 +51,17 @@ Leiden (RB configuration model, seeded, deterministic: igraph's C implementation
 default, ``leidenalg`` on request), and any community
 still too large is split again at a higher resolution. Clusters with at least ``min_size``
 members are candidates.
+
+Nested communities
+------------------
+A component below ``max_size`` can still be two groups joined by a thin bridge: a bust-out
+ring and the regulars of a small honest shop, tied by one member who also buys there, or two
+rings paying the same honest store. Neither group then covers half of the component, so as a
+whole it matches no ring. In the identity and money views every cluster of at least
+``2 * min_size`` members is therefore also run through Leiden (same resolution and seed);
+when it falls into two or more communities of ``min_size`` (after trimming), those are
+candidates too, beside the whole cluster. The ring model scores both, so neither reading is
+lost; identical ones are dropped by the duplicate rule.
 """
 
 from __future__ import annotations
@@ -367,6 +378,35 @@ def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[n
     return label, len(big)
 
 
+def sub_communities(graph: UserGraph, label: np.ndarray, cfg: ClusterConfig) -> list[np.ndarray]:
+    """Leiden communities inside each cluster of ``label`` (see "Nested communities" above).
+
+    ``label`` numbers clusters ``0..C-1`` (as :func:`find_clusters` does). Only clusters of at
+    least ``2 * min_size`` members are tried; a cluster yields its communities, trimmed as
+    clusters are, when at least two of them keep ``min_size`` members.
+    """
+    inside = (label[graph.a] == label[graph.b]) & (label[graph.a] >= 0)
+    ea, eb, ew = graph.a[inside], graph.b[inside], graph.weight[inside]
+    order = np.argsort(label[ea], kind="stable")
+    ea, eb, ew = ea[order], eb[order], ew[order]
+    groups = _groups(label)
+    bounds = np.searchsorted(label[ea], np.arange(len(groups) + 1))
+    out: list[np.ndarray] = []
+    for c, grp in enumerate(groups):
+        if len(grp) < 2 * cfg.min_size:
+            continue
+        sl = slice(bounds[c], bounds[c + 1])
+        la, lb = np.searchsorted(grp, ea[sl]), np.searchsorted(grp, eb[sl])
+        memb = _leiden(len(grp), la, lb, ew[sl], cfg.resolution, cfg.seed, cfg.backend)
+        if memb.max() < 1:
+            continue
+        # _trim may leave gaps in the numbering, so _groups gives some empty groups.
+        pieces = [grp[p] for p in _groups(_trim(memb, la, lb, cfg)) if len(p)]
+        if len(pieces) >= 2:
+            out += pieces
+    return out
+
+
 def _trim(label: np.ndarray, a: np.ndarray, b: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
     """Drop members with fewer than ``cfg.core`` neighbours in their cluster, then small clusters."""
     label = label.copy()
@@ -533,7 +573,7 @@ def find_candidates(
         g = build_user_graph(nodes, edges, cfg, rels=rels, transfers=transfers, uidx=uidx)
         label, n_split = find_clusters(g, cfg)
         split += n_split
-        groups = _groups(label)
+        groups = _groups(label) + sub_communities(g, label, cfg)
         members += groups
         views += [name] * len(groups)
         cutoffs[name] = g.cutoffs
