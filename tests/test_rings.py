@@ -248,7 +248,8 @@ def test_identifier_usage_tells_a_ring_device_from_a_family_tablet() -> None:
     assert f["top_used_ip_cover"].tolist() == [0.0, 0.0]  # no IP table: zeros, not an error
 
 
-def test_member_scores_never_read_held_out_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("refit", [False, True])
+def test_member_scores_never_read_held_out_labels(tmp_path: Path, refit: bool) -> None:
     """Flipping the labels of held-out accounts leaves every score unchanged."""
     from gnn.data.amlsim import load_amlsim
     from gnn.rings.transfers import load_amlsim_transfers
@@ -268,12 +269,14 @@ def test_member_scores_never_read_held_out_labels(tmp_path: Path) -> None:
     train, val, test = np.sort(perm[:150]), np.sort(perm[150:200]), perm[200:]
     graph = load_amlsim(tmp_path, seeds=())
     known = np.sort(np.r_[train, val])
-    s1, s2 = member_scores(accounts, tx, labels, train, val, folds=3, rounds=1, graph=graph, known_rows=known)
+    s1, s2 = member_scores(
+        accounts, tx, labels, train, val, folds=3, rounds=1, graph=graph, known_rows=known, refit=refit
+    )
     flipped = labels.copy()
     flipped[test] = 1 - flipped[test]
     graph.y = flipped
     f1, f2 = member_scores(
-        accounts, tx, flipped, train, val, folds=3, rounds=1, graph=graph, known_rows=known
+        accounts, tx, flipped, train, val, folds=3, rounds=1, graph=graph, known_rows=known, refit=refit
     )
     np.testing.assert_array_equal(s1, f1)
     np.testing.assert_array_equal(s2, f2)
