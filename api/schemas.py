@@ -43,6 +43,11 @@ class ScoreResponse(BaseModel):
     stale: bool = False
     reasons: list[Reason] = []
     ring_id: str | None = None
+    linked_users: dict[str, int] = Field(
+        default_factory=dict,
+        description="New applicants: existing users on each of the applicant's identifiers, per relationship "
+        "(counts only, no identities); a step-up check can key on them.",
+    )
 
 
 class FeatureContribution(BaseModel):

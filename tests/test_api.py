@@ -105,6 +105,10 @@ def test_new_applicant_scored_from_neighbourhood_without_writing(
     assert risky["known_user"] is False and calm["known_user"] is False
     assert risky["score"] > calm["score"]
     assert risky["reasons"]
+    assert risky["linked_users"]["USED_DEVICE"] >= 1  # the farm's device
+    assert all(
+        calm["linked_users"].get(r, 0) == 0 for r in ("USED_DEVICE", "HAS_PHONE", "HAS_EMAIL", "HAS_DOCUMENT")
+    )
     with GraphStore(settings) as store:
         assert store.node_counts()["User"] == users_before
 

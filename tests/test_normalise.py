@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from email_validator import validate_email
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphrisk.errors import NormalisationError
 from graphrisk.graph_schema import NodeLabel
 from graphrisk.normalise import (
+    _PLAIN_EMAIL,
+    _plain_email,
     luhn_valid,
     normalise_address,
     normalise_card,
@@ -114,3 +117,24 @@ def test_errors_name_the_field(fn, arg, field) -> None:  # type: ignore[no-untyp
 def test_short_key_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         Pseudonymiser(b"short")
+
+
+_EMAILS = st.one_of(
+    st.from_regex(_PLAIN_EMAIL, fullmatch=True),
+    st.from_regex(
+        r"[a-zA-Z0-9.\-_+]{1,8}@[a-zA-Z0-9.\-]{1,12}\.(com|org|test|local|c1|xn--p1ai|arpa)", fullmatch=True
+    ),
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_EMAILS)
+def test_plain_email_shortcut_agrees_with_email_validator(address: str) -> None:
+    """Addresses the shortcut takes normalise exactly as email_validator normalises them."""
+    if _plain_email(address) is None:
+        return
+    local, domain = validate_email(address, check_deliverability=False).normalized.rsplit("@", 1)
+    assert normalise_email(address) == (
+        f"{local.lower()}@{domain.lower()}",
+        f"{local[0].lower()}***@{domain.lower()}",
+    )

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from email_validator import validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +22,6 @@ from graphrisk.config import load_settings
 from graphrisk.errors import NormalisationError
 from graphrisk.events import FieldError, parse_event
 from graphrisk.graph_schema import NodeLabel
-from graphrisk.normalise import _PLAIN_EMAIL, _plain_email, normalise_email
 from graphrisk.pseudonymise import Pseudonymiser
 from pipelines.aggregate import (
     AggregateEdges,
@@ -396,28 +394,6 @@ def test_dedupe_keeps_the_first_copy_and_tells_replays_from_conflicts(
     assert duplicates == len(others) - len(conflicts)
     assert sorted((d.source, d.line) for d in dead) == sorted((r["source"], r["line"]) for r in conflicts)
     assert all(d.stage == "dedupe" and d.field == "event_id" for d in dead)
-
-
-# Lives here rather than in test_normalise.py only because this task's edits are limited to this file.
-_EMAILS = st.one_of(
-    st.from_regex(_PLAIN_EMAIL, fullmatch=True),
-    st.from_regex(
-        r"[a-zA-Z0-9.\-_+]{1,8}@[a-zA-Z0-9.\-]{1,12}\.(com|org|test|local|c1|xn--p1ai|arpa)", fullmatch=True
-    ),
-)
-
-
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_EMAILS)
-def test_plain_email_shortcut_agrees_with_email_validator(address: str) -> None:
-    """Addresses the shortcut takes normalise exactly as email_validator normalises them."""
-    if _plain_email(address) is None:
-        return
-    local, domain = validate_email(address, check_deliverability=False).normalized.rsplit("@", 1)
-    assert normalise_email(address) == (
-        f"{local.lower()}@{domain.lower()}",
-        f"{local[0].lower()}***@{domain.lower()}",
-    )
 
 
 @given(st.text(max_size=40))

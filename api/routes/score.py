@@ -64,7 +64,7 @@ def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]
     ring = next((state.ring_of[u] for u in result.known_fraud_neighbours if u in state.ring_of), None)
     return ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
                              model_version=state.model_meta.version, known_user=False, reasons=reasons,
-                             ring_id=ring)  # fmt: skip
+                             ring_id=ring, linked_users=result.linked_users)  # fmt: skip
 
 
 @router.post(
