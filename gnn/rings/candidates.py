@@ -311,6 +311,17 @@ def _leiden(
     return np.asarray(comm.membership, dtype=np.int64)
 
 
+def edges_by_group(group_a: np.ndarray, group_b: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges whose two ends share a group (``>= 0``), grouped once rather than scanned per group.
+
+    ``group_a`` / ``group_b``: the group of each edge's ends. Returns the edge indices sorted by
+    group (stable) and ``bounds``: group ``g``'s edges are ``order[bounds[g] : bounds[g + 1]]``.
+    """
+    inside = np.flatnonzero((group_a == group_b) & (group_a >= 0))
+    order = inside[np.argsort(group_a[inside], kind="stable")]
+    return order, np.searchsorted(group_a[order], np.arange(n_groups + 1))
+
+
 def split_component(
     nodes: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, cfg: ClusterConfig
 ) -> list[np.ndarray]:
@@ -325,14 +336,10 @@ def split_component(
         nd, ea, eb, ew, res = stack.pop()
         la, lb = np.searchsorted(nd, ea), np.searchsorted(nd, eb)
         memb = _leiden(len(nd), la, lb, ew, res, cfg.seed, cfg.backend)
-        # Edges inside each community, grouped once (not one scan per community).
-        inside = np.flatnonzero(memb[la] == memb[lb])
-        order = inside[np.argsort(memb[la[inside]], kind="stable")]
-        ecom = memb[la[order]]
         n_com = int(memb.max()) + 1
+        order, eb_ = edges_by_group(memb[la], memb[lb], n_com)
         nodes_by = np.argsort(memb, kind="stable")
         nb = np.searchsorted(memb[nodes_by], np.arange(n_com + 1))
-        eb_ = np.searchsorted(ecom, np.arange(n_com + 1))
         for c in range(n_com):
             sub = nd[np.sort(nodes_by[nb[c] : nb[c + 1]])]
             if len(sub) > cfg.max_size and res < 64 * cfg.resolution:
@@ -358,11 +365,9 @@ def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[n
     big = np.flatnonzero(sizes > cfg.max_size)
     next_id = int(comp.max()) + 1 if n else 0
     if len(big):
-        ecomp = comp[graph.a]
-        order = np.argsort(ecomp, kind="stable")
-        bounds = np.searchsorted(ecomp[order], np.r_[big, big + 1].reshape(2, -1))
-        for ci, (lo, hi) in zip(big, bounds.T, strict=True):
-            e = order[lo:hi]
+        order, bounds = edges_by_group(comp[graph.a], comp[graph.b], len(sizes))
+        for ci in big:
+            e = order[bounds[ci] : bounds[ci + 1]]
             for sub in split_component(
                 np.flatnonzero(comp == ci), graph.a[e], graph.b[e], graph.weight[e], cfg
             ):
@@ -385,19 +390,15 @@ def sub_communities(graph: UserGraph, label: np.ndarray, cfg: ClusterConfig) -> 
     least ``2 * min_size`` members are tried; a cluster yields its communities, trimmed as
     clusters are, when at least two of them keep ``min_size`` members.
     """
-    inside = (label[graph.a] == label[graph.b]) & (label[graph.a] >= 0)
-    ea, eb, ew = graph.a[inside], graph.b[inside], graph.weight[inside]
-    order = np.argsort(label[ea], kind="stable")
-    ea, eb, ew = ea[order], eb[order], ew[order]
     groups = _groups(label)
-    bounds = np.searchsorted(label[ea], np.arange(len(groups) + 1))
+    order, bounds = edges_by_group(label[graph.a], label[graph.b], len(groups))
     out: list[np.ndarray] = []
     for c, grp in enumerate(groups):
         if len(grp) < 2 * cfg.min_size:
             continue
-        sl = slice(bounds[c], bounds[c + 1])
-        la, lb = np.searchsorted(grp, ea[sl]), np.searchsorted(grp, eb[sl])
-        memb = _leiden(len(grp), la, lb, ew[sl], cfg.resolution, cfg.seed, cfg.backend)
+        e = order[bounds[c] : bounds[c + 1]]
+        la, lb = np.searchsorted(grp, graph.a[e]), np.searchsorted(grp, graph.b[e])
+        memb = _leiden(len(grp), la, lb, graph.weight[e], cfg.resolution, cfg.seed, cfg.backend)
         if memb.max() < 1:
             continue
         # _trim may leave gaps in the numbering, so _groups gives some empty groups.
