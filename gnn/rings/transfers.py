@@ -270,6 +270,8 @@ def member_scores(
     evidence travels one hop further per round. ``graph`` (accounts in the same order) adds the
     issue-3 neighbour and training-label features to stage 1. ``known_rows`` (default ``train``)
     are the accounts whose labels the label features may read (never an account's own).
+    ``refit``: ``val`` only picks the number of rounds, then every stage is fitted on ``train``
+    and ``val`` together (out of fold on both).
     """
     known_rows = train if known_rows is None else known_rows
     n = len(accounts)
