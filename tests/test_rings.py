@@ -95,6 +95,28 @@ def test_personal_view_keeps_pairs_on_one_phone_or_document() -> None:
     assert got == [("identity", ["u3", "u4", "u5"]), ("personal", ["u0", "u1"])]
 
 
+def test_personal_pairs_tied_by_another_link_are_one_candidate() -> None:
+    # The demo world's missed synthetic-identity ring: two document pairs tied by one shared IP
+    # and a fifth member on an address. A path in every view, so the core trim unravels it.
+    ring = [f"s{i}" for i in range(5)]
+    honest = [f"h{i}" for i in range(5)]
+    nodes, edges = _tables(ring + honest, {
+        RelType.HAS_DOCUMENT: [("s0", "d1"), ("s2", "d1"), ("s1", "d2"), ("s3", "d2")],
+        RelType.USED_IP: [("s1", "ip1"), ("s2", "ip1"), ("h0", "ip2"), ("h4", "ip2")],
+        RelType.LIVES_AT: [("s3", "a1"), ("s4", "a1"), ("h0", "a2"), ("h1", "a2")],
+        # Two honest couples on their own phones. h0 shares an IP with h4, who has no personal
+        # link, so nothing ties the couples: they stay two pairs.
+        RelType.HAS_PHONE: [("h0", "p1"), ("h1", "p1"), ("h2", "p2"), ("h3", "p2")],
+    })  # fmt: skip
+    cand = find_candidates(nodes, edges)
+    got = sorted(
+        sorted(cand.user_ids[m].tolist())
+        for m, v in zip(cand.members, cand.views, strict=True)
+        if v == "personal"
+    )
+    assert got == [["h0", "h1"], ["h2", "h3"], ["s0", "s1", "s2", "s3"]]
+
+
 def test_nested_communities_separate_a_ring_from_the_shop_it_shares() -> None:
     ring = [f"r{i}" for i in range(5)]
     regulars = [f"h{i}" for i in range(8)]

@@ -43,6 +43,11 @@ Documents, phones and emails belong to one person. The **personal view** links o
 sharing one of them and keeps pairs (``min_size`` 2): a synthetic-identity ring of three whose
 third member shares nothing is otherwise a pair, too small for the other views. A personal
 cluster lying inside another view's cluster at most twice its size is dropped (the same ring).
+Personal pairs are then joined through any other link (an IP, an address, a transfer) between
+two users who each share a personal identifier: a ring that pairs its fake identities off and
+ties the pairs together once, a path in every view, is otherwise cut into pairs (the core trim
+of the identity view unravels a path). Honest users seldom share a personal identifier at all,
+and two such pairs seldom touch, so this adds few candidates.
 
 Clusters
 --------
@@ -509,6 +514,31 @@ def build_flow_graph(
     )
 
 
+def join_personal(personal: UserGraph, others: list[UserGraph]) -> UserGraph:
+    """``personal`` plus every link of ``others`` whose two users both have a personal link.
+
+    Weights of a pair present in several graphs add up. Cut-offs stay the personal graph's.
+    """
+    n = personal.num_users
+    paired = np.zeros(n, dtype=bool)
+    paired[personal.a] = True
+    paired[personal.b] = True
+    a, b, w = [personal.a], [personal.b], [personal.weight]
+    for g in others:
+        both = paired[g.a] & paired[g.b]
+        a.append(g.a[both])
+        b.append(g.b[both])
+        w.append(g.weight[both])
+    key = np.concatenate(a) * np.int64(n) + np.concatenate(b)
+    uniq, inv = np.unique(key, return_inverse=True)
+    return replace(
+        personal,
+        a=(uniq // n).astype(np.int64),
+        b=(uniq % n).astype(np.int64),
+        weight=np.bincount(inv, weights=np.concatenate(w)),
+    )
+
+
 def _groups(label: np.ndarray) -> list[np.ndarray]:
     idx = np.flatnonzero(label >= 0)
     order = idx[np.argsort(label[idx], kind="stable")]
@@ -570,8 +600,10 @@ def find_candidates(
     views: list[str] = []
     cutoffs: dict[str, dict[str, int]] = {}
     split = 0
+    view_graphs: list[UserGraph] = []
     for name, (rels, transfers) in VIEWS.items():
         g = build_user_graph(nodes, edges, cfg, rels=rels, transfers=transfers, uidx=uidx)
+        view_graphs.append(g)
         label, n_split = find_clusters(g, cfg)
         split += n_split
         groups = _groups(label) + sub_communities(g, label, cfg)
@@ -588,6 +620,7 @@ def find_candidates(
     # own. Honest users almost never share these, so the view is small; without it, a
     # synthetic-identity ring whose third member shares nothing is a pair, below min_size.
     g = build_user_graph(nodes, edges, cfg, rels=PERSONAL_RELS, transfers=False, uidx=uidx)
+    g = join_personal(g, view_graphs)
     label, n_split = find_clusters(g, replace(cfg, core=1, min_size=2))
     split += n_split
     groups = _groups(label)
