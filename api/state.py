@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fastapi import HTTPException, status
 
@@ -57,10 +58,13 @@ class AppState:
     applicant_scorer: ApplicantScorer | None = None
     known_fraud: frozenset[str] = frozenset()
     ring_of: dict[str, str] = field(default_factory=dict)
-    rings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RING_COLUMNS))
     ring_members: dict[str, list[str]] = field(default_factory=dict)
-    # The ring table as response models, in its order: a page is a slice, built per publication.
+    # The live ring table as response models, by score descending (ties by id): a page is a
+    # slice, built once per publication. ``ring_scores`` is the same order's scores, negated so
+    # that a min_score filter is one ascending binary search; ``ring_index`` finds one by id.
     ring_summaries: list[RingSummary] = field(default_factory=list)
+    ring_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ring_index: dict[str, RingSummary] = field(default_factory=dict)
     decisions: DecisionStore | None = None
     # New applicants are scored here, not on the shared thread pool (see Settings.scoring_threads).
     scoring_pool: ThreadPoolExecutor = field(
@@ -100,17 +104,17 @@ class AppState:
         if (rings_dir / "rings.parquet").exists() and (rings_dir / "members.parquet").exists():
             rings = pd.read_parquet(rings_dir / "rings.parquet")
             rings = rings[rings["status"] != "closed"][RING_COLUMNS]
-            self.rings = rings.sort_values(["score", "ring_id"], ascending=[False, True]).reset_index(
-                drop=True
-            )
-            m = pd.read_parquet(rings_dir / "members.parquet", columns=["ring_id", "user_id"])
-            m = m[m["ring_id"].isin(set(self.rings["ring_id"]))]
+            rings = rings.sort_values(["score", "ring_id"], ascending=[False, True])
             self.ring_summaries = [
                 RingSummary(id=r.ring_id, score=float(r.score), size=int(r.size), status=str(r.status),
                             model_version=str(r.model_version), first_seen=int(r.first_seen),
                             last_seen=int(r.last_seen))
-                for r in self.rings.itertuples()
+                for r in rings.itertuples()
             ]  # fmt: skip
+            self.ring_scores = -rings["score"].to_numpy(np.float64)
+            self.ring_index = {r.id: r for r in self.ring_summaries}
+            m = pd.read_parquet(rings_dir / "members.parquet", columns=["ring_id", "user_id"])
+            m = m[m["ring_id"].isin(self.ring_index.keys())]
             self.ring_of = dict(zip(m["user_id"], m["ring_id"], strict=True))
             self.ring_members = {k: list(v) for k, v in m.groupby("ring_id")["user_id"]}
         try:
@@ -130,16 +134,20 @@ class AppState:
                 model, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
             )
 
-    def ring_by_id(self, ring_id: str) -> pd.Series:
+    def ring_by_id(self, ring_id: str) -> RingSummary:
         """One live ring.
 
         Raises:
             HTTPException: 404 when unknown.
         """
-        hit = self.rings[self.rings["ring_id"] == ring_id]
-        if hit.empty:
+        hit = self.ring_index.get(ring_id)
+        if hit is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ring {ring_id!r}")
-        return hit.iloc[0]
+        return hit
+
+    def rings_above(self, min_score: float) -> list[RingSummary]:
+        """Live rings scoring at least ``min_score``, highest first (a prefix of the table)."""
+        return self.ring_summaries[: int(np.searchsorted(self.ring_scores, -min_score, side="right"))]
 
     def members_of(self, ring_id: str) -> list[str]:
         """Members of a ring at the last publication."""

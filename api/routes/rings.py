@@ -6,7 +6,6 @@ import base64
 from typing import Annotated
 
 import networkx as nx
-import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.auth import REVEAL_ROLES
@@ -56,10 +55,7 @@ async def list_rings(
 
     Runs on the event loop: a binary search and a slice of an in-memory table, no I/O.
     """
-    rings = state.rings
-    # The table is sorted by score, descending: the rings at or above min_score are a prefix.
-    above = int(np.searchsorted(-rings["score"].to_numpy(), -min_score, side="right"))
-    sel = state.ring_summaries[:above]
+    sel = state.rings_above(min_score)
     if status_ is not None:
         sel = [r for r in sel if r.status == status_]
     start = _offset(cursor)
@@ -129,9 +125,7 @@ def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
             Reason(code="creation_velocity", text=f"members' links all made within {spread_h:.1f} hours")
         )
     state.audit.append(caller.name, caller.role.value, "read_ring", ring_id, {"members": len(members)})
-    return RingDetail(id=ring_id, score=float(ring["score"]), size=int(ring["size"]), status=str(ring["status"]),
-                      model_version=str(ring["model_version"]), first_seen=int(ring["first_seen"]),
-                      last_seen=int(ring["last_seen"]),
+    return RingDetail(**ring.model_dump(),
                       members=[{"id": m, "score": (state.scores[m].score if m in state.scores else None)} for m in members],
                       nodes=list(nodes.values()), edges=edges, reasons=reasons)  # fmt: skip
 
