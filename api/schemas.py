@@ -72,10 +72,13 @@ class Explanation(BaseModel):
     """Why a user scored as it did."""
 
     user_id: str
-    score: float = Field(
-        description="score re-computed over the user's identifier neighbourhood, which the contributions explain"
-    )
+    score: float = Field(description="the score the contributions explain")
     published_score: float | None = Field(description="the last batch score")
+    basis: Literal["published", "rescored"] = Field(
+        description="published: the batch's own input row was explained, so score equals published_score "
+        "(users in the review and block bands); rescored: the user was re-scored over its identifier "
+        "neighbourhood now, and score may differ"
+    )
     model_version: str | None
     reasons: list[Reason]
     contributions: list[FeatureContribution]

@@ -25,6 +25,8 @@ from api.ratelimit import RateLimiter
 from api.schemas import RingSummary
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
+from gnn.scoring import INPUTS_FILE
+from gnn.training import RiskModel
 from graphrisk.clean_event import RepeatedIdentifiers
 from graphrisk.config import Settings
 from graphrisk.pseudonymise import Pseudonymiser
@@ -65,6 +67,11 @@ class AppState:
     ring_summaries: list[RingSummary] = field(default_factory=list)
     ring_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ring_index: dict[str, RingSummary] = field(default_factory=dict)
+    # Input rows the batch scored for users in the review and block bands, for exact
+    # explanations (gnn.scoring.INPUTS_FILE): row per user id, and the model they came from.
+    input_row: dict[str, int] = field(default_factory=dict)
+    inputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    inputs_version: str | None = None
     decisions: DecisionStore | None = None
     # New applicants are scored here, not on the shared thread pool (see Settings.scoring_threads).
     scoring_pool: ThreadPoolExecutor = field(
@@ -133,6 +140,29 @@ class AppState:
             self.applicant_scorer = ApplicantScorer(
                 model, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
             )
+        self._load_inputs(scores_dir / INPUTS_FILE, model)
+
+    def _load_inputs(self, path: Path, model: RiskModel) -> None:
+        """Published input rows, if they match the production model's columns."""
+        self.input_row, self.inputs, self.inputs_version = {}, np.zeros((0, 0), dtype=np.float32), None
+        if not path.exists() or not model.explains_inputs:
+            return
+        table = pd.read_parquet(path)
+        names = list(model.scorer.feature_names)
+        if table.empty or list(table.columns[2:]) != names:
+            log.warning("%s does not match the production model's columns; explanations re-score", path)
+            return
+        self.inputs = table[names].to_numpy(np.float32)
+        self.input_row = {u: i for i, u in enumerate(table["id"])}
+        self.inputs_version = str(table["model_version"].iloc[0])
+
+    def published_inputs(self, user_id: str) -> np.ndarray | None:
+        """The row the batch scored ``user_id`` from, when it was kept and the production model
+        is the one that scored it; else ``None``."""
+        i = self.input_row.get(user_id)
+        if i is None or self.model_meta is None or self.inputs_version != self.model_meta.version:
+            return None
+        return self.inputs[i]
 
     def ring_by_id(self, ring_id: str) -> RingSummary:
         """One live ring.

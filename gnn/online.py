@@ -145,6 +145,22 @@ class ApplicantScorer:
         identifiers = [i for i in self.identifiers(links, now) if i.rel.value not in drop_rels]
         return self._score(x0, identifiers, links, now, explain)
 
+    def explain_inputs(self, x: np.ndarray) -> ApplicantScore:
+        """Explain a row the batch scored (``user_inputs.parquet``, written by
+        :func:`gnn.scoring.score_users`) exactly: TreeSHAP over that very row, so ``score`` is
+        the published score and the contributions are what produced it.
+
+        Raises:
+            ValueError: the production model is not one tree model over such rows.
+        """
+        if not self.model.explains_inputs:
+            raise ValueError("the production model does not explain input rows")
+        scorer = self.model.scorer
+        raw0, contributions = booster_score(
+            scorer.booster_, getattr(scorer, "_best_iteration", None), x, list(scorer.feature_names)
+        )
+        return self._result(raw0, contributions, [])
+
     def identifiers(self, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
         """One entry per identifier relation: its users' published rows and link times.
 
@@ -189,6 +205,11 @@ class ApplicantScorer:
         else:
             dataset = self.star.dataset(x0, identifiers, now)
             raw0 = float(scorer.predict_proba(dataset, label_mask=dataset.y >= 0)[0])
+        return self._result(raw0, contributions, links)
+
+    def _result(
+        self, raw0: float, contributions: list[Contribution], links: list[dict[str, Any]]
+    ) -> ApplicantScore:
         score = float(self.model.calibrator.transform(np.array([raw0]))[0])
         band = str(self.model.band(np.array([score]))[0])
         users_by_rel: dict[str, set[str]] = {}

@@ -13,6 +13,8 @@ from gnn.data.entity_graph import entity_graph_dataset
 from gnn.registry import ModelRegistry
 from graphrisk.store import GraphStore
 
+INPUTS_FILE = "user_inputs.parquet"
+
 
 @dataclass
 class ScoringReport:
@@ -22,6 +24,8 @@ class ScoringReport:
     users: int
     bands: dict[str, int]
     scores_table: str
+    # Users whose model input rows were kept for exact explanations (review and block bands).
+    explainable_users: int
     build_s: float
     predict_s: float
     write_s: float
@@ -37,13 +41,16 @@ def score_users(
     """Score all users of the snapshot with the production model.
 
     Writes ``out_dir/user_scores.parquet`` (id, score, band, model_version) and, when a store is
-    given, ``risk_score``, ``risk_band``, ``model_version`` and ``scored_at`` on each user.
+    given, ``risk_score``, ``risk_band``, ``model_version`` and ``scored_at`` on each user. With a
+    tree model, the input rows of the users in the review and block bands (those investigators
+    open) go to ``out_dir/user_inputs.parquet``, so their published score is explained exactly
+    rather than re-scored; every user's row would cost ~5 kB each at a million users.
     """
     model, meta = registry.load()
     t0 = time.perf_counter()
     dataset = entity_graph_dataset(snapshot_dir, labels=None)
     t1 = time.perf_counter()
-    scores = model.predict(dataset)
+    scores, inputs = model.predict_with_inputs(dataset)
     bands = model.band(scores)
     t2 = time.perf_counter()
     table = pd.DataFrame(
@@ -56,14 +63,21 @@ def score_users(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "user_scores.parquet"
-    tmp = path.with_suffix(".tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    _publish(table, path)
     # Published for online scoring: new applicants' neighbours are read from here.
     features = pd.DataFrame(dataset.x, columns=dataset.feature_names)
     features.insert(0, "id", dataset.node_ids)
-    features.to_parquet(out_dir / "user_features.parquet.tmp", index=False)
-    (out_dir / "user_features.parquet.tmp").replace(out_dir / "user_features.parquet")
+    _publish(features, out_dir / "user_features.parquet")
+    # Rewritten even when empty (a model without input rows): a stale file would explain
+    # scores this run replaced.
+    kept = bands != "allow"
+    if inputs is not None:
+        explainable = pd.DataFrame(inputs[kept], columns=list(model.scorer.feature_names))
+        explainable.insert(0, "id", dataset.node_ids[kept])
+    else:
+        explainable = pd.DataFrame({"id": pd.Series([], dtype=object)})
+    explainable.insert(1, "model_version", meta.version)
+    _publish(explainable, out_dir / INPUTS_FILE)
     if store is not None:
         rows = [
             {"id": i, "score": float(s), "band": str(b)}
@@ -75,5 +89,13 @@ def score_users(
     t3 = time.perf_counter()
     counts = {str(k): int(v) for k, v in pd.Series(bands).value_counts().items()}
     return ScoringReport(
-        meta.version, len(table), counts, str(path), round(t1 - t0, 2), round(t2 - t1, 2), round(t3 - t2, 2)
-    )
+        meta.version, len(table), counts, str(path), len(explainable),
+        round(t1 - t0, 2), round(t2 - t1, 2), round(t3 - t2, 2),
+    )  # fmt: skip
+
+
+def _publish(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` beside ``path`` and rename it into place, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)

@@ -80,10 +80,24 @@ class RiskModel:
         """Users labelled fraud in training."""
         return frozenset(self.train_labels.loc[self.train_labels["is_fraud"] == 1, "user_id"])
 
+    @property
+    def explains_inputs(self) -> bool:
+        """Whether the scorer is one tree model over :meth:`predict_with_inputs`'s rows, so a
+        kept row's TreeSHAP contributions explain its published score exactly."""
+        return getattr(self.scorer, "booster_", None) is not None and hasattr(self.scorer, "inputs")
+
+    def predict_with_inputs(self, dataset: NodeDataset) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities for every user of ``dataset`` and, when
+        :attr:`explains_inputs`, the model's input rows they came from (else ``None``)."""
+        mask = self.label_mask(dataset)
+        if not self.explains_inputs:
+            return self.calibrator.transform(self.scorer.predict_proba(dataset, label_mask=mask)), None
+        x = self.scorer.inputs(dataset, mask)
+        return self.calibrator.transform(self.scorer.predict_inputs(x)), x
+
     def predict(self, dataset: NodeDataset) -> np.ndarray:
         """Calibrated probabilities for every user of ``dataset``."""
-        raw = self.scorer.predict_proba(dataset, label_mask=self.label_mask(dataset))
-        return self.calibrator.transform(raw)
+        return self.predict_with_inputs(dataset)[0]
 
     def band(self, scores: np.ndarray) -> np.ndarray:
         """Decision band per score: ``block``, ``review`` or ``allow``."""

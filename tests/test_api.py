@@ -126,6 +126,26 @@ def test_explanation_evidence_masking_and_faithfulness(client: TestClient, world
     assert "*" not in adm["evidence"][0]["identifier"]  # admins see the pseudonymous token
 
 
+def test_flagged_users_are_explained_from_the_row_the_batch_scored(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = client.app.state.graphrisk  # type: ignore[attr-defined]
+    flagged = sorted(u for u, c in state.scores.items() if c.band != "allow")
+    calm = sorted(u for u, c in state.scores.items() if c.band == "allow")
+    assert flagged and calm and set(state.input_row) == set(flagged)
+    for user in flagged[:3]:
+        body = client.get(f"/v1/users/{user}/explanation", headers=HEADERS["investigator"]).json()
+        assert body["basis"] == "published"
+        assert body["score"] == pytest.approx(body["published_score"], abs=1e-6)
+        assert body["contributions"]
+    body = client.get(f"/v1/users/{calm[0]}/explanation", headers=HEADERS["investigator"]).json()
+    assert body["basis"] == "rescored"
+    # Rows scored by another model version no longer explain the production model's score.
+    monkeypatch.setattr(state, "inputs_version", "some-older-version")
+    body = client.get(f"/v1/users/{flagged[0]}/explanation", headers=HEADERS["investigator"]).json()
+    assert body["basis"] == "rescored"
+
+
 def test_removing_top_evidence_lowers_the_score(client: TestClient, world: dict[str, Any]) -> None:
     """Faithfulness on the online path: an applicant copying a ring member's identifiers, then the
     same applicant with the identifiers its reasons point at replaced by fresh ones.

@@ -15,13 +15,22 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 @router.get("/{user_id}/explanation", response_model=Explanation)
 def explain_user(user_id: str, state: State, caller: Investigator) -> Explanation:
     """Top feature contributions (TreeSHAP) and the evidence behind them: the identifiers the user
-    shares, with how many users and how many confirmed fraud."""
+    shares, with how many users and how many confirmed fraud.
+
+    Users in the review and block bands are explained from the very row the batch scored, so the
+    contributions add up to their published score; others are re-scored over their identifier
+    neighbourhood first (``basis`` says which).
+    """
     scorer = state.applicant_scorer
     cached = state.scores.get(user_id)
     if scorer is None or cached is None or user_id not in scorer.user_features.index:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scored user {user_id!r}")
+    published = state.published_inputs(user_id)
     try:
-        result = scorer.score_known(state.store, user_id)
+        if published is not None:
+            result, basis = scorer.explain_inputs(published), "published"
+        else:
+            result, basis = scorer.score_known(state.store, user_id), "rescored"
         rows = state.store.read("serving/user_evidence", id=user_id, max_others=10)
     except StoreError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), {"Retry-After": "30"}) from None
@@ -45,6 +54,7 @@ def explain_user(user_id: str, state: State, caller: Investigator) -> Explanatio
         user_id=user_id,
         score=result.score,
         published_score=cached.score,
+        basis=basis,
         model_version=cached.model_version,
         reasons=reasons,
         contributions=[

@@ -123,13 +123,24 @@ class GBDTScorer:
         self._best_iteration = None if self.refit else self.best_rounds_
         return self
 
+    def inputs(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """The rows the trees read, one per target node, in :attr:`feature_names` order; label
+        features read ``label_mask`` (default: fit's). Kept rows can be explained later exactly."""
+        mask = self.label_mask_ if label_mask is None else label_mask
+        x, _ = self._features(dataset, mask)
+        return x
+
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """P(fraud) for rows from :meth:`inputs`."""
+        if self.booster_ is None:
+            raise RuntimeError("GBDTScorer.predict before fit")
+        return self.booster_.predict(x, num_iteration=self._best_iteration).astype(np.float64)
+
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
         """P(fraud) per target node; label features read ``label_mask`` (default: fit's)."""
         if self.booster_ is None:
             raise RuntimeError("GBDTScorer.predict_proba before fit")
-        mask = self.label_mask_ if label_mask is None else label_mask
-        x, _ = self._features(dataset, mask)
-        return self.booster_.predict(x, num_iteration=self._best_iteration).astype(np.float64)
+        return self.predict_inputs(self.inputs(dataset, label_mask))
 
     def __repr__(self) -> str:
         return (
