@@ -74,6 +74,9 @@ def main() -> None:
     print(f"predict (s)             {report.predict_s}")
     print(f"scoring total (s)       {total:.1f}   (target <= 120)")
     print(f"bands                   {report.bands}")
+    print(
+        f"publish (s)             {report.write_s}   (scores, features, {report.explainable_users:,} explainable rows)"
+    )
     print(f"peak RSS (MiB)          {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     # The big graph comes from another seed than the training graph: quality on unseen data.
     labels = pd.read_parquet(work / "big" / "labels" / "users.parquet")[["user_id", "is_fraud"]]

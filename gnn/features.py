@@ -75,7 +75,22 @@ def neighbour_features(
     reduces: tuple[Reduce, ...] = ("mean", "max", "std"),
     columns: list[int] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
+    """Aggregates of neighbours' features as one matrix: :func:`neighbour_blocks`, joined."""
+    blocks, names = neighbour_blocks(dataset, hops, reduces, columns)
+    mat = torch.cat(blocks, dim=1) if blocks else torch.zeros((dataset.num_nodes, 0))
+    return mat.numpy().astype(np.float32, copy=False), names
+
+
+def neighbour_blocks(
+    dataset: NodeDataset,
+    hops: int = 2,
+    reduces: tuple[Reduce, ...] = ("mean", "max", "std"),
+    columns: list[int] | None = None,
+) -> tuple[list[torch.Tensor], list[str]]:
     """Aggregates of neighbours' features, per relation, at 1 and (optionally) 2 hops.
+
+    Returned as float32 column blocks, so a caller joining them with other features copies
+    each value once (a million users' aggregates are gigabytes).
 
     For a relation ``T -> T``: degree, ``reduces`` of neighbours' target features, and at hop 2
     the mean of the neighbours' hop-1 means. For ``X -> T`` with another node type ``X``:
@@ -85,12 +100,12 @@ def neighbour_features(
 
     Args:
         dataset: The graph.
-        hops: 1 or 2 (0 returns an empty matrix).
+        hops: 1 or 2 (0 returns no blocks).
         reduces: Aggregations at hop 1.
         columns: Target feature columns to aggregate (default all).
 
     Returns:
-        ``(matrix [N_target, F'], names)``.
+        ``(blocks, names)``: ``[N_target, f_i]`` tensors whose widths sum to ``len(names)``.
     """
     n = dataset.num_nodes
     x_t = _finite(dataset.data[dataset.target].x)
@@ -101,7 +116,7 @@ def neighbour_features(
     blocks: list[torch.Tensor] = []
     names: list[str] = []
     if hops <= 0:
-        return np.zeros((n, 0), dtype=np.float32), []
+        return [], []
     for et, ei in _relations_into_target(dataset):
         rel = et[1]
         blocks.append(degree(ei, n)[:, None])
@@ -129,8 +144,7 @@ def neighbour_features(
                 blocks.append(scatter_aggregate(at_x, ei, n, "mean"))
                 blocks.append(scatter_aggregate(cnt_x, ei, n, "sum"))
                 names += [f"{rel}_via_mean_{c}" for c in names_t] + [f"{rel}_via_count"]
-    mat = torch.cat(blocks, dim=1) if blocks else torch.zeros((n, 0))
-    return mat.numpy().astype(np.float32), names
+    return blocks, names
 
 
 def _reciprocal_count(ei: torch.Tensor, n: int) -> torch.Tensor:
@@ -187,7 +201,7 @@ def label_features(
             via = via - degree(ei, n)[:, None] * kv
             emit(f"{rel}_via", via.clamp_min(0))
     mat = torch.stack(blocks, dim=1) if blocks else torch.zeros((n, 0))
-    return mat.numpy().astype(np.float32), names
+    return mat.numpy().astype(np.float32, copy=False), names
 
 
 def history_label_features(
