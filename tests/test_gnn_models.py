@@ -11,7 +11,14 @@ from sklearn.metrics import average_precision_score
 from torch_geometric.data import HeteroData
 
 from gnn.data.dataset import NodeDataset, stratified_splits
-from gnn.features import label_features, neighbour_features, spectral_embedding, structural_features
+from gnn.features import (
+    label_features,
+    neighbour_features,
+    scatter_aggregate,
+    scatter_aggregates,
+    spectral_embedding,
+    structural_features,
+)
 from gnn.models import (
     BWGNN,
     BlendScorer,
@@ -103,6 +110,22 @@ def test_beta_wavelets_are_band_pass(order: int) -> None:
     # Filter i peaks at lambda = 2 i / C: low, mid and high bands in order.
     peaks = lam[values.argmax(1)]
     assert np.allclose(peaks, 2 * np.arange(order + 1) / order, atol=0.03)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_aggregates_equal_one_reduce_at_a_time(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(300, 5, generator=gen) * 100
+    ei = torch.stack(
+        [torch.randint(0, 300, (2000,), generator=gen), torch.randint(0, 250, (2000,), generator=gen)]
+    )
+    reduces = ("std", "min", "mean", "sum", "max")  # std first: the shared sum is built out of order
+    for reduce, got in zip(reduces, scatter_aggregates(x, ei, 280, reduces), strict=True):
+        want = scatter_aggregate(x, ei, 280, reduce)
+        assert torch.equal(want.isnan(), got.isnan()) and (want.isnan()[250:]).all() == (
+            reduce in ("min", "max")
+        )
+        assert torch.equal(torch.nan_to_num(want), torch.nan_to_num(got)), reduce
 
 
 def test_neighbour_features_match_hand_count() -> None:
