@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnn.data.entity_graph import entity_graph_dataset, velocity_counts
+from gnn.data.entity_graph import entity_graph_dataset, positions, velocity_counts
 from gnn.registry import ModelRegistry
 from gnn.scoring import score_users
 from gnn.training import train_entity_model
@@ -33,6 +33,13 @@ def test_velocity_counts_only_earlier_links_in_window(links: list[tuple[int, int
     got = velocity_counts(group, t, window)
     want = [int(((group == g) & (t >= x - window) & (t < x)).sum()) for g, x in links]
     assert got.tolist() == want
+    # Several windows share one sort and give what each gives alone.
+    many = velocity_counts(group, t, (window, 1, 3 * window))
+    assert many.tolist() == [
+        want,
+        velocity_counts(group, t, 1).tolist(),
+        velocity_counts(group, t, 3 * window).tolist(),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,9 @@ def test_train_and_score_round_trip(store: GraphStore, settings: Settings, synth
     assert len(top) == 5 and all(r["model_version"] == meta.version for r in top)
     fraud = set(labels.loc[labels["is_fraud"] == 1, "user_id"])
     assert sum(r["id"] in fraud for r in top) >= 4
+
+
+def test_positions_finds_ids_and_marks_the_absent() -> None:
+    ids = pd.Series(["u1", "u2", "u3"], dtype="string[pyarrow]")
+    assert positions(ids, pd.Series(["u3", "nope", "u1", None], dtype=object)).tolist() == [2, -1, 0, -1]
+    assert positions(ids, pd.Index(["u2"])).tolist() == [1]

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch_geometric.data import HeteroData
 
@@ -43,25 +45,34 @@ VELOCITY_RELS = (
 )
 
 
-def _index(ids: pd.Series) -> pd.Series:
-    return pd.Series(np.arange(len(ids), dtype=np.int64), index=ids.to_numpy())
+def positions(ids: pd.Series, values: pd.Series | pd.Index) -> np.ndarray:
+    """Position in ``ids`` of each of ``values`` (``-1``: absent).
+
+    Hashed by Arrow on the Arrow strings the snapshot is read as: pandas' reindex converted
+    them to Python objects first, 5x slower (16 s of a million users' 47 s dataset build).
+    """
+    value_set = pa.array(ids)
+    found = pc.index_in(pa.array(values).cast(value_set.type), value_set=value_set)
+    return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64)
 
 
-def velocity_counts(group: np.ndarray, t: np.ndarray, window_ms: int) -> np.ndarray:
+def velocity_counts(group: np.ndarray, t: np.ndarray, window_ms: int | tuple[int, ...]) -> np.ndarray:
     """For each edge, how many edges of the same group started in ``[t - window, t)``.
 
     Strictly earlier links only, so a user's features never depend on users who came after.
+    With a tuple of windows, one ``[len(windows), E]`` array: the sort is shared.
     """
+    windows = window_ms if isinstance(window_ms, tuple) else (window_ms,)
     order = np.lexsort((t, group))
     g, ts = group[order], t[order]
     # Search within each group by offsetting times with a group-sized stride.
-    stride = np.int64(ts.max() - ts.min() + window_ms + 1) if len(ts) else np.int64(1)
+    stride = np.int64(ts.max() - ts.min() + max(windows) + 1) if len(ts) else np.int64(1)
     key = g.astype(np.int64) * stride + (ts - (ts.min() if len(ts) else 0))
-    lo = np.searchsorted(key, key - window_ms, side="left")
     hi = np.searchsorted(key, key, side="left")
-    out = np.empty(len(t), dtype=np.int64)
-    out[order] = hi - lo
-    return out
+    out = np.empty((len(windows), len(t)), dtype=np.int64)
+    for i, w in enumerate(windows):
+        out[i, order] = hi - np.searchsorted(key, key - w, side="left")
+    return out if isinstance(window_ms, tuple) else out[0]
 
 
 def entity_graph_dataset(
@@ -85,7 +96,7 @@ def entity_graph_dataset(
     users = nodes[NodeLabel.USER].reset_index(drop=True)
     if users.empty:
         raise ValueError(f"snapshot {snapshot_dir} has no users; run `graphrisk refresh` first")
-    uidx = _index(users["id"])
+    user_ids = users["id"]
     n_users = len(users)
     now = int(max(df["last_seen"].max() for df in nodes.values() if len(df)))
 
@@ -105,11 +116,10 @@ def entity_graph_dataset(
 
     for rel, et in EDGE_TYPES.items():
         e = edges[rel]
-        src = uidx.reindex(e["src"]).to_numpy()
-        dst_index = uidx if et.dst == NodeLabel.USER else _index(nodes[et.dst]["id"])
-        dst = dst_index.reindex(e["dst"]).to_numpy()
-        ok = ~(np.isnan(src.astype(float)) | np.isnan(dst.astype(float)))
-        src, dst = src[ok].astype(np.int64), dst[ok].astype(np.int64)
+        src = positions(user_ids, e["src"])
+        dst = positions(user_ids if et.dst == NodeLabel.USER else nodes[et.dst]["id"], e["dst"])
+        ok = (src >= 0) & (dst >= 0)
+        src, dst = src[ok], dst[ok]
         e = e[ok].reset_index(drop=True)
         rn = rel.value.lower()
         feats[f"deg_{rn}"] = np.bincount(src, minlength=n_users).astype(np.float64)
@@ -132,10 +142,10 @@ def entity_graph_dataset(
             feats[f"shared_sum_{rn}"] = np.bincount(src, weights=shared, minlength=n_users)
             if rel in VELOCITY_RELS:
                 t = e["first_seen"].to_numpy(dtype=np.int64)
-                for wname, wms in WINDOWS_MS.items():
-                    v = velocity_counts(dst, t, wms).astype(np.float64)
+                counts = velocity_counts(dst, t, tuple(WINDOWS_MS.values()))
+                for wname, v in zip(WINDOWS_MS, counts, strict=True):
                     vmax = np.zeros(n_users)
-                    np.maximum.at(vmax, src, v)
+                    np.maximum.at(vmax, src, v.astype(np.float64))
                     feats[f"velocity_{wname}_{rn}"] = vmax
             ident = nodes[et.dst]
             age = (now - ident["first_seen"].to_numpy(dtype=np.float64)) / HOUR_MS
@@ -157,9 +167,9 @@ def entity_graph_dataset(
     paid = edges[RelType.PAID]
     if len(paid):
         fp = paid.groupby("src")["first_seen"].min()
-        pos = uidx.reindex(fp.index).to_numpy()
-        keep = ~np.isnan(pos.astype(float))
-        first_pay[pos[keep].astype(np.int64)] = fp.to_numpy(dtype=np.float64)[keep]
+        pos = positions(user_ids, fp.index)
+        keep = pos >= 0
+        first_pay[pos[keep]] = fp.to_numpy(dtype=np.float64)[keep]
     feats["hours_to_first_payment"] = (
         first_pay - np.where(np.isnan(onboarded), first_seen, onboarded)
     ) / HOUR_MS
@@ -172,9 +182,9 @@ def entity_graph_dataset(
 
     y = np.full(n_users, -1, dtype=np.int64)
     if labels is not None and len(labels):
-        pos = uidx.reindex(labels["user_id"]).to_numpy()
-        keep = ~np.isnan(pos.astype(float))
-        y[pos[keep].astype(np.int64)] = labels["is_fraud"].to_numpy()[keep].astype(np.int64)
+        pos = positions(user_ids, labels["user_id"])
+        keep = pos >= 0
+        y[pos[keep]] = labels["is_fraud"].to_numpy()[keep].astype(np.int64)
     splits = time_split(y, first_seen) if split == "time" else stratified_splits(y, (0.6, 0.2, 0.2), seeds)
     return NodeDataset(
         name=name,

@@ -95,6 +95,20 @@ def tabular_features(
         m, n = history_label_features(dataset, label_mask)
         blocks.append(m)
         names += n
-    # One copy into float32: at a million users the matrix is gigabytes, and a second copy
-    # (hstack, then astype) cost a third of feature time and as much peak memory.
-    return np.hstack(blocks, dtype=np.float32, casting="same_kind"), names
+    return join_columns(blocks), names
+
+
+def join_columns(blocks: list[np.ndarray]) -> np.ndarray:
+    """``[N, F]`` float32 from column blocks, each value copied once.
+
+    At a million users the matrix is gigabytes: ``hstack`` then ``astype`` copied it twice, and
+    even ``hstack(dtype=float32)`` casts through a buffered loop, 2.5x slower than filling
+    column slices of one preallocated matrix (11 s against 4 s for 1M x 1,335).
+    """
+    width = sum(b.shape[1] for b in blocks)
+    out = np.empty((blocks[0].shape[0] if blocks else 0, width), dtype=np.float32)
+    col = 0
+    for b in blocks:
+        out[:, col : col + b.shape[1]] = b
+        col += b.shape[1]
+    return out

@@ -130,11 +130,17 @@ class GBDTScorer:
         x, _ = self._features(dataset, mask)
         return x
 
-    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
-        """P(fraud) for rows from :meth:`inputs`."""
+    def predict_inputs(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
+        """P(fraud) for rows from :meth:`inputs`, on ``threads`` threads (0: all cores).
+
+        Not the training thread count: a model fit on one thread beside other work still
+        scores a million users on every core (36 s on one core, 19 s on two).
+        """
         if self.booster_ is None:
             raise RuntimeError("GBDTScorer.predict before fit")
-        return self.booster_.predict(x, num_iteration=self._best_iteration).astype(np.float64)
+        return self.booster_.predict(x, num_iteration=self._best_iteration, num_threads=threads).astype(
+            np.float64
+        )
 
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
         """P(fraud) per target node; label features read ``label_mask`` (default: fit's)."""
