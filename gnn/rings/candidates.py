@@ -43,11 +43,11 @@ Documents, phones and emails belong to one person. The **personal view** links o
 sharing one of them and keeps pairs (``min_size`` 2): a synthetic-identity ring of three whose
 third member shares nothing is otherwise a pair, too small for the other views. A personal
 cluster lying inside another view's cluster at most twice its size is dropped (the same ring).
-Personal pairs are then joined through any other link (an IP, an address, a transfer) between
-two users who each share a personal identifier: a ring that pairs its fake identities off and
-ties the pairs together once, a path in every view, is otherwise cut into pairs (the core trim
-of the identity view unravels a path). Honest users seldom share a personal identifier at all,
-and two such pairs seldom touch, so this adds few candidates.
+Personal pairs joined through any other link (an IP, an address, a transfer) between two users
+who each share a personal identifier are candidates too, beside the pairs: a ring that pairs
+its fake identities off and ties the pairs together once, a path in every view, is otherwise
+only pairs (the core trim of the identity view unravels a path). Honest users seldom share a
+personal identifier at all, and two such pairs seldom touch, so this adds few candidates.
 
 Clusters
 --------
@@ -619,13 +619,17 @@ def find_candidates(
     # The personal view: two accounts on one document, phone or email are a candidate on their
     # own. Honest users almost never share these, so the view is small; without it, a
     # synthetic-identity ring whose third member shares nothing is a pair, below min_size.
+    # Pairs tied together by another link are candidates beside the pairs themselves (as
+    # nested communities are beside their cluster): the ring model scores both readings, and
+    # a joined cluster identical to a pair is dropped as a duplicate.
     g = build_user_graph(nodes, edges, cfg, rels=PERSONAL_RELS, transfers=False, uidx=uidx)
-    g = join_personal(g, view_graphs)
-    label, n_split = find_clusters(g, replace(cfg, core=1, min_size=2))
-    split += n_split
-    groups = _groups(label)
-    members += groups
-    views += ["personal"] * len(groups)
+    personal_cfg = replace(cfg, core=1, min_size=2)
+    for graph in (g, join_personal(g, view_graphs)):
+        label, n_split = find_clusters(graph, personal_cfg)
+        split += n_split
+        groups = _groups(label)
+        members += groups
+        views += ["personal"] * len(groups)
     cutoffs["personal"] = g.cutoffs
     members, views = _dedupe(members, views, cfg.duplicate_jaccard)
     members, views = _drop_contained(members, views, "personal")
