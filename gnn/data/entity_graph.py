@@ -56,13 +56,12 @@ def positions(ids: pd.Series, values: pd.Series | pd.Index) -> np.ndarray:
     return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.int64)
 
 
-def velocity_counts(group: np.ndarray, t: np.ndarray, window_ms: int | tuple[int, ...]) -> np.ndarray:
-    """For each edge, how many edges of the same group started in ``[t - window, t)``.
+def velocity_counts(group: np.ndarray, t: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
+    """``[len(windows), E]``: per window and edge, how many edges of the same group started in
+    ``[t - window, t)``; the windows share one sort.
 
     Strictly earlier links only, so a user's features never depend on users who came after.
-    With a tuple of windows, one ``[len(windows), E]`` array: the sort is shared.
     """
-    windows = window_ms if isinstance(window_ms, tuple) else (window_ms,)
     order = np.lexsort((t, group))
     g, ts = group[order], t[order]
     # Search within each group by offsetting times with a group-sized stride.
@@ -72,7 +71,7 @@ def velocity_counts(group: np.ndarray, t: np.ndarray, window_ms: int | tuple[int
     out = np.empty((len(windows), len(t)), dtype=np.int64)
     for i, w in enumerate(windows):
         out[i, order] = hi - np.searchsorted(key, key - w, side="left")
-    return out if isinstance(window_ms, tuple) else out[0]
+    return out
 
 
 def entity_graph_dataset(
