@@ -66,6 +66,7 @@ def star_dataset(
     neighbour_x: np.ndarray,
     neighbour_y: np.ndarray,
     now_ms: int,
+    label_prior: float | None = None,
 ) -> NodeDataset:
     """The applicant's star neighbourhood as the batch dataset would hold it.
 
@@ -73,7 +74,8 @@ def star_dataset(
     ``(users, events, age_h)``, the applicant included, and edges from its users. A user on two
     identifiers appears once per identifier: row 0's features are the same either way.
     ``neighbour_x`` / ``neighbour_y`` hold the linked users' features and readable labels
-    (``-1``: none) in the order their ``rows`` appear across ``identifiers``.
+    (``-1``: none) in the order their ``rows`` appear across ``identifiers``. ``label_prior``
+    is the training fraud rate, for label features (see :class:`NodeDataset`).
     """
     n_users = 1 + sum(len(i.rows) for i in identifiers)
     x_users = np.zeros((n_users, len(feature_names)))
@@ -105,14 +107,16 @@ def star_dataset(
         y=np.concatenate([[-1], neighbour_y]).astype(np.int64),
         feature_names=feature_names,
         node_ids=np.array([f"star-{i}" for i in range(n_users)], dtype=object),
+        label_prior=label_prior,
     )
 
 
 def reference_row(
-    dataset: NodeDataset, label_mask: np.ndarray, options: FeatureOptions, prior: float
+    dataset: NodeDataset, label_mask: np.ndarray, options: FeatureOptions, prior: float | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """Row 0 of the batch tabular features of ``dataset``, with label rates shrunk to ``prior``
-    (on a small neighbourhood the default prior, its own labelled fraction, is not what training saw)."""
+    (default: the dataset's own ``label_prior``; on a small neighbourhood its labelled fraction
+    is not what training saw)."""
     x, names = tabular_features(dataset, label_mask, options, label_prior=prior)
     return x[0], names
 
@@ -186,7 +190,9 @@ class StarFeatures:
     def dataset(self, x0: np.ndarray, identifiers: list[IdentifierLinks], now_ms: int) -> NodeDataset:
         """The star as a dataset, neighbours' readable labels filled in ``y``."""
         rows = np.concatenate([i.rows for i in identifiers]) if identifiers else np.zeros(0, dtype=np.int64)
-        return star_dataset(x0, self.own_names, identifiers, self._raw[rows], self._y[rows], now_ms)
+        return star_dataset(
+            x0, self.own_names, identifiers, self._raw[rows], self._y[rows], now_ms, self.prior
+        )
 
     def row(self, x0: np.ndarray, identifiers: list[IdentifierLinks], now_ms: int) -> np.ndarray:
         """The applicant's row, float32, in the model's column order."""

@@ -76,7 +76,9 @@ def test_star_row_equals_batch_features(
     x0 = np.random.default_rng(seed + 10).lognormal(size=width)
     fast = star.row(x0, identifiers, NOW)
     dataset = star.dataset(x0, identifiers, NOW)
-    reference, names = reference_row(dataset, dataset.y >= 0, options, star.prior)
+    # No prior passed: the star dataset carries the training rate, as every scorer reading it
+    # through tabular_features (the non-tree online path) then sees.
+    reference, names = reference_row(dataset, dataset.y >= 0, options)
     assert names == star.names
     np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5, equal_nan=True)
 

@@ -57,6 +57,9 @@ class NodeDataset:
             example the card of a transaction). Nodes are in time order; label features for a node
             then read only earlier training nodes of the same group.
         categorical: Feature names that are integer category codes (the GBDT treats them so).
+        label_prior: The fraud rate label features shrink towards; ``None``: the labelled
+            fraction of the label mask in use. A small neighbourhood scored online carries the
+            training rate, which its own few labels do not give.
     """
 
     name: str
@@ -68,6 +71,7 @@ class NodeDataset:
     splits: list[Split] = field(default_factory=list)
     history_keys: dict[str, np.ndarray] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
+    label_prior: float | None = None
 
     @property
     def num_nodes(self) -> int:

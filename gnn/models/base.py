@@ -77,9 +77,11 @@ def tabular_features(
 ) -> tuple[np.ndarray, list[str]]:
     """Own features plus the derived ones of ``options``; labels only from ``label_mask``.
 
-    ``label_prior`` is the rate label features shrink towards (default: the fraud rate among
-    ``label_mask``); a small neighbourhood scored online passes the training rate.
+    ``label_prior`` is the rate label features shrink towards (default: the dataset's
+    ``label_prior``, else the fraud rate among ``label_mask``).
     """
+    if label_prior is None:
+        label_prior = dataset.label_prior
     blocks = [dataset.x]
     names = list(dataset.feature_names)
     if options.neighbour_hops > 0:
