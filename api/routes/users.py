@@ -18,8 +18,8 @@ def explain_user(user_id: str, state: State, caller: Investigator) -> Explanatio
     shares, with how many users and how many confirmed fraud.
 
     Users in the review and block bands are explained from the very row the batch scored, so the
-    contributions add up to their published score; others are re-scored over their identifier
-    neighbourhood first (``basis`` says which).
+    contributions add up to the raw score behind the published one; others are re-scored over
+    their identifier neighbourhood first (``basis`` says which).
     """
     scorer = state.applicant_scorer
     cached = state.scores.get(user_id)
