@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 
 from graphrisk.events import FieldError, parse_event
 from pipelines.records import STAGE_PARSE, STAGE_READ, DeadLetter, RawChunk
-from pipelines.validate import EVENT_SCHEMA, event_columns, fast_rows, surely_valid
+from pipelines.validate import EVENT_SCHEMA, event_columns, fast_rows, surely_valid, typed_view
 
 DEAD = "dead"
 # EVENT_SCHEMA plus each row's line in its file and its row in the chunk (to find the raw record).
@@ -41,11 +41,14 @@ def parse_chunk(chunk: RawChunk) -> tuple[EventBatch, list[DeadLetter]]:
     ]
     lines = np.asarray(chunk.lines, dtype=np.int64)
     rows = np.arange(len(chunk), dtype=np.int64)
-    fast = surely_valid(chunk.table) if chunk.table is not None else np.zeros(len(chunk), dtype=bool)
+    view: pa.Table | None = None
+    fast = np.zeros(len(chunk), dtype=bool)
+    if chunk.table is not None:
+        view, unsure = typed_view(chunk.table)
+        fast = surely_valid(view) & ~unsure
     parts = []
-    if fast.any():
-        assert chunk.table is not None
-        part = fast_rows(chunk.table, fast)
+    if view is not None and fast.any():
+        part = fast_rows(view, fast)
         parts.append(
             part.append_column("line", pa.array(lines[fast])).append_column("row", pa.array(rows[fast]))
         )

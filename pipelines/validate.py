@@ -131,6 +131,40 @@ def _field_checks(cols: dict[str, pa.Array], n: int) -> dict[str, np.ndarray]:
     return ok
 
 
+# Text a number column may hold (CSV holds only text) that Arrow's cast and the event model read
+# as the same number: plain ASCII digits, no sign where none is valid, no exponent or padding.
+_NUMERIC_TEXT: dict[str, tuple[str, pa.DataType]] = {
+    "time": (r"^-?[0-9]{1,18}$", pa.int64()),
+    "amount": (r"^[0-9]{1,15}(\.[0-9]{1,15})?$", pa.float64()),
+    "schema_version": (r"^[0-9]{1,9}$", pa.int64()),
+}
+
+
+def typed_view(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """``table`` as the fast path reads it, and the rows it must leave to ``parse_event``.
+
+    Text files carry blanks for absent fields and numbers as text. Blank text becomes null
+    (``parse_event`` drops blank values: the same event). A number column held as text is cast
+    where every value is plain digits; a row with other text there (an ISO time, ``"1e3"``) is
+    returned as unsure, so it is parsed per record from the record as read. The view serves
+    the vectorised check only; dead letters and the per-record path never see it.
+    """
+    unsure = np.zeros(len(table), dtype=bool)
+    cols: dict[str, pa.Array] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if _is_string(col):
+            blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)
+            col = pc.if_else(blank, pa.scalar(None, col.type), col)
+            if name in _NUMERIC_TEXT:
+                pattern, kind = _NUMERIC_TEXT[name]
+                plain = pc.match_substring_regex(col, pattern)
+                unsure |= _bools(pc.and_kleene(pc.is_valid(col), pc.invert(plain)))
+                col = pc.cast(pc.if_else(plain, col, pa.scalar(None, col.type)), kind)
+        cols[name] = col
+    return pa.table(cols), unsure
+
+
 def surely_valid(table: pa.Table) -> np.ndarray:
     """Per row of flat event columns: whether ``parse_event`` surely accepts it unchanged.
 

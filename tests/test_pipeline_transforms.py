@@ -42,7 +42,7 @@ from pipelines.parse import ParseEvents, parse_chunk
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import chunk_of_records, read_records
 from pipelines.records import RawChunk, RawRecord
-from pipelines.validate import event_columns, surely_valid
+from pipelines.validate import event_columns, surely_valid, typed_view
 from tests.factories import START_MS
 
 KEY = b"test-key-0123456789abcdef"
@@ -257,6 +257,57 @@ def test_vectorised_validation_agrees_with_pydantic(records: list[dict[str, Any]
     assert got == want
     assert {(d.line, d.field, d.reason) for d in dead} == rejected
     assert all(d.stage == "parse" and d.record == records[d.line - 1] for d in dead)
+
+
+def _as_csv_row(record: dict[str, Any], columns: list[str]) -> dict[str, str]:
+    """A record as a CSV reader gives it back: flat, every column present, every value text."""
+    flat = {**record}
+    for head in ("document", "device", "address"):
+        for k, v in (flat.pop(head, None) or {}).items():
+            flat[f"{head}.{k}"] = v
+    return {c: "" if flat.get(c) is None else str(flat[c]) for c in columns}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_raw_records(), min_size=1, max_size=25))
+def test_vectorised_validation_agrees_with_pydantic_on_csv_text(records: list[dict[str, Any]]) -> None:
+    """CSV holds blanks for absent fields and numbers as text; the fast path must still only take
+    rows pydantic accepts, with the values pydantic gives them."""
+    columns = sorted({k for r in records for k in _as_csv_row(r, list(_flat_keys(r)))})
+    rows = [_as_csv_row(r, columns) for r in records]
+    chunk = chunk_of_records("f.csv", [RawRecord("f.csv", n, r) for n, r in enumerate(rows, start=1)])
+    batch, dead = parse_chunk(chunk)
+    got = {r.pop("line"): r for r in batch.table.to_pylist() if r.pop("row") is not None}
+    want, rejected = _reference_parse(rows)
+    assert got == want
+    assert {(d.line, d.field, d.reason) for d in dead} == rejected
+
+
+def _flat_keys(record: dict[str, Any]) -> list[str]:
+    out = []
+    for k, v in record.items():
+        out += [f"{k}.{sub}" for sub in v] if isinstance(v, dict) else [k]
+    return out
+
+
+def test_the_fast_path_takes_clean_csv_rows() -> None:
+    """Blank cells of other event types' columns and times as digit text still skip pydantic."""
+    rows = [
+        {"event_id": f"e{i}", "event_type": "login", "user_id": "u1", "time": str(START_MS + i),
+         "device.id": "d1", "device.fingerprint": "", "ip": "192.0.2.1", "amount": "", "currency": " ",
+         "merchant_id": ""}
+        for i in range(3)
+    ] + [{"event_id": "e9", "event_type": "payment", "user_id": "u1", "time": str(START_MS), "device.id": "",
+          "device.fingerprint": "", "ip": "", "amount": "12.50", "currency": "EUR", "merchant_id": "m1"}]  # fmt: skip
+    chunk = chunk_of_records("f.csv", [RawRecord("f.csv", n, r) for n, r in enumerate(rows, start=1)])
+    view, unsure = typed_view(chunk.table)
+    assert surely_valid(view).all() and not unsure.any()
+    batch, dead = parse_chunk(chunk)
+    assert not dead and batch.table.column("amount").to_pylist()[-1] == 12.5
+    iso = [dict(rows[0], time="2026-01-05T10:00:00Z")]
+    chunk = chunk_of_records("f.csv", [RawRecord("f.csv", 1, iso[0])])
+    assert typed_view(chunk.table)[1].tolist() == [True]  # left to parse_event, which reads ISO
+    assert parse_chunk(chunk)[0].table.num_rows == 1
 
 
 def test_the_fast_path_takes_clean_columnar_rows() -> None:
