@@ -32,23 +32,13 @@ def scatter_aggregate(
     ``std`` is the population standard deviation; nodes with no incoming edge get 0 (mean,
     sum, std) or NaN (max, min: "no neighbour" is not a value).
     """
-    src, dst = edge_index
-    msg = x_src[src]
-    if reduce == "std":
-        mean = scatter(msg, dst, 0, dim_size=num_dst, reduce="mean")
-        sq = scatter(msg * msg, dst, 0, dim_size=num_dst, reduce="mean")
-        return (sq - mean * mean).clamp_min(0).sqrt()
-    out = scatter(msg, dst, 0, dim_size=num_dst, reduce=reduce)
-    if reduce in ("max", "min"):
-        deg = scatter(torch.ones_like(dst, dtype=msg.dtype), dst, 0, dim_size=num_dst, reduce="sum")
-        out[deg == 0] = float("nan")
-    return out
+    return scatter_aggregates(x_src, edge_index, num_dst, (reduce,))[0]
 
 
 def scatter_aggregates(
     x_src: torch.Tensor, edge_index: torch.Tensor, num_dst: int, reduces: tuple[Reduce, ...]
 ) -> list[torch.Tensor]:
-    """:func:`scatter_aggregate` for several reductions at once, equal to calling it per reduce.
+    """:func:`scatter_aggregate` for several reductions of the same messages.
 
     The messages are gathered once, and sum, mean and std share one scatter-sum (plus one of
     squares): at a million users each gather is gigabytes of edge-by-feature values.
@@ -56,22 +46,21 @@ def scatter_aggregates(
     src, dst = edge_index
     msg = x_src[src]
     deg = scatter(torch.ones_like(dst, dtype=msg.dtype), dst, 0, dim_size=num_dst, reduce="sum")[:, None]
-    cache: dict[str, torch.Tensor] = {}
-
-    def total() -> torch.Tensor:
-        if "sum" not in cache:
-            cache["sum"] = scatter(msg, dst, 0, dim_size=num_dst, reduce="sum")
-        return cache["sum"]
-
+    per = deg.clamp_min(1)
+    total = (
+        scatter(msg, dst, 0, dim_size=num_dst, reduce="sum")
+        if {"sum", "mean", "std"} & set(reduces)
+        else None
+    )
     out = []
     for reduce in reduces:
         if reduce == "sum":
-            out.append(total())
+            out.append(total)
         elif reduce == "mean":
-            out.append(total() / deg.clamp_min(1))
+            out.append(total / per)
         elif reduce == "std":
-            mean = total() / deg.clamp_min(1)
-            sq = scatter(msg * msg, dst, 0, dim_size=num_dst, reduce="sum") / deg.clamp_min(1)
+            mean = total / per
+            sq = scatter(msg * msg, dst, 0, dim_size=num_dst, reduce="sum") / per
             out.append((sq - mean * mean).clamp_min(0).sqrt())
         elif reduce in ("max", "min"):
             ext = scatter(msg, dst, 0, dim_size=num_dst, reduce=reduce)
