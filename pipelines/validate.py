@@ -145,8 +145,8 @@ def typed_view(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
 
     Text files carry blanks for absent fields and numbers as text. Blank text becomes null
     (``parse_event`` drops blank values: the same event). A number column held as text is cast
-    where every value is plain digits; a row with other text there (an ISO time, ``"1e3"``) is
-    returned as unsure, so it is parsed per record from the record as read. The view serves
+    row by row where the text is plain digits; a row with other text there (an ISO time,
+    ``"1e3"``) is returned as unsure, so it is parsed per record from the record as read. The view serves
     the vectorised check only; dead letters and the per-record path never see it.
     """
     unsure = np.zeros(len(table), dtype=bool)
