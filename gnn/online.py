@@ -71,6 +71,47 @@ def applicant_features(
     return np.array([f[n] for n in feature_names], dtype=np.float64)
 
 
+def identifier_links(star: StarFeatures, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
+    """One entry per identifier relation: its users' published rows and link times.
+
+    ``links`` are rows as ``cypher/serving/applicant_links.cypher`` returns them (``rel``,
+    ``user``, ``node_events``, ``node_first``, ``linked_at``), from the store online or from
+    the graph's tables in a replay. A known user with two devices gets one device node holding
+    both devices' users (the applicant shape: one identifier per relation).
+    """
+    by_rel: dict[str, list[dict[str, Any]]] = {r.value: [] for r in APPLICANT_IDENTIFIERS}
+    for link in links:
+        by_rel[link["rel"]].append(link)
+    ordered = [link for rel in APPLICANT_IDENTIFIERS for link in by_rel[rel.value]]
+    rows = star.rows_of(np.array([link["user"] for link in ordered], dtype=object))
+    out, start = [], 0
+    for rel in APPLICANT_IDENTIFIERS:
+        group = by_rel[rel.value]
+        first = group[0] if group else None
+        out.append(
+            IdentifierLinks(
+                rel=rel,
+                node_events=float(first["node_events"] or 0) if first else 0.0,
+                node_first=float(first["node_first"]) if first else float(now_ms),
+                rows=rows[start : start + len(group)],
+                linked_at=np.array([link["linked_at"] for link in group], dtype=np.int64),
+            )
+        )
+        start += len(group)
+    return out
+
+
+def applicant_row(star: StarFeatures, links: list[dict[str, Any]], now_ms: int) -> np.ndarray:
+    """An applicant's tree-model row from its links (the applicant's own rows excluded).
+
+    The one definition of the onboarding decision row: the API calls it with the store's
+    links, a replay (:mod:`gnn.asof`) with links read from the graph as of the last refresh.
+    """
+    identifiers = identifier_links(star, links, now_ms)
+    x0 = applicant_features(identifiers, star.own_names, now_ms)
+    return star.row(x0, identifiers, now_ms)
+
+
 class ApplicantScorer:
     """Scores applicants against the graph and the production model; thread-safe for reads."""
 
@@ -162,30 +203,14 @@ class ApplicantScorer:
         return self._result(raw0, contributions, [])
 
     def identifiers(self, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
-        """One entry per identifier relation: its users' published rows and link times.
+        """:func:`identifier_links` over the published rows of this scorer."""
+        return identifier_links(self.star, links, now_ms)
 
-        A known user with two devices gets one device node holding both devices' users (the
-        applicant shape: one identifier per relation).
-        """
-        by_rel: dict[str, list[dict[str, Any]]] = {r.value: [] for r in APPLICANT_IDENTIFIERS}
-        for link in links:
-            by_rel[link["rel"]].append(link)
-        rows = self.star.rows_of(np.array([link["user"] for link in links], dtype=object))
-        out, start = [], 0
-        for rel in APPLICANT_IDENTIFIERS:
-            group = by_rel[rel.value]
-            first = group[0] if group else None
-            out.append(
-                IdentifierLinks(
-                    rel=rel,
-                    node_events=float(first["node_events"] or 0) if first else 0.0,
-                    node_first=float(first["node_first"]) if first else float(now_ms),
-                    rows=rows[start : start + len(group)],
-                    linked_at=np.array([link["linked_at"] for link in group], dtype=np.int64),
-                )
-            )
-            start += len(group)
-        return out
+    def row(self, store: GraphStore, event: OnboardingEvent, now_ms: int) -> np.ndarray:
+        """The tree model's input row for an applicant, as :meth:`score` builds it."""
+        clean = clean_event(event, self.ids, self.fx_rates, self.region)
+        links = [r for r in self.links(store, clean) if r["user"] != event.user_id]
+        return applicant_row(self.star, links, now_ms)
 
     def _score(
         self,

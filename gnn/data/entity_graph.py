@@ -80,6 +80,7 @@ def entity_graph_dataset(
     split: str = "time",
     seeds: tuple[int, ...] = (0, 1, 2),
     name: str = "entity-graph",
+    as_of_ms: int | None = None,
 ) -> NodeDataset:
     """Build the user-scoring dataset from a compacted snapshot.
 
@@ -90,14 +91,37 @@ def entity_graph_dataset(
             one split) or ``"random"`` (stratified 60/20/20, one per seed).
         seeds: Seeds for random splits.
         name: Dataset name in reports.
+        as_of_ms: The decision time ages are measured at (default: the snapshot's last event).
     """
     nodes, edges = load_snapshot(snapshot_dir)
-    users = nodes[NodeLabel.USER].reset_index(drop=True)
-    if users.empty:
+    if nodes[NodeLabel.USER].empty:
         raise ValueError(f"snapshot {snapshot_dir} has no users; run `graphrisk refresh` first")
+    return entity_graph_from_tables(nodes, edges, labels, split, seeds, name, as_of_ms)
+
+
+def entity_graph_from_tables(
+    nodes: dict[NodeLabel, pd.DataFrame],
+    edges: dict[RelType, pd.DataFrame],
+    labels: pd.DataFrame | None = None,
+    split: str = "time",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    name: str = "entity-graph",
+    as_of_ms: int | None = None,
+) -> NodeDataset:
+    """:func:`entity_graph_dataset` over snapshot-shaped tables already in memory.
+
+    The tables of a graph *as of* a moment (:class:`pipelines.event_log.GraphTimeline`) give
+    that moment's features: every column counts only the facts the tables hold, and ages are
+    measured at ``as_of_ms``.
+    """
+    users = nodes[NodeLabel.USER].reset_index(drop=True)
     user_ids = users["id"]
     n_users = len(users)
-    now = int(max(df["last_seen"].max() for df in nodes.values() if len(df)))
+    now = (
+        int(as_of_ms)
+        if as_of_ms is not None
+        else int(max(df["last_seen"].max() for df in nodes.values() if len(df)))
+    )
 
     data = HeteroData()
     feats: dict[str, np.ndarray] = {}
