@@ -1,4 +1,4 @@
-"""Decision thresholds: for a target precision, for a review capacity, or for best F1."""
+"""Decision thresholds: for a target precision, for a review capacity (under a block band), or for best F1."""
 
 from __future__ import annotations
 
@@ -31,6 +31,37 @@ def threshold_for_fraction(scores: np.ndarray, fraction: float) -> float:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     k = max(int(np.floor(fraction * len(scores))), 1)
     return float(np.sort(scores)[::-1][k - 1])
+
+
+def threshold_for_band(scores: np.ndarray, upper: float, fraction: float) -> float:
+    """Lower edge ``t <= upper`` of a band ``[t, upper)`` holding about ``fraction`` of ``scores``.
+
+    The band sits under ``upper`` (the block threshold) and is sized by the review capacity
+    alone, so it is not swallowed by the block band: the top ``fraction`` of all scores is often
+    above ``upper`` already, which left ``[min(top-fraction, upper), upper)`` empty. The count is
+    ``fraction`` of *all* scores (the capacity is per user scored). With fewer scores than that
+    under ``upper``, the band takes all of them; ties at the cut may add a few.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    below = np.sort(scores[scores < upper])[::-1]
+    if len(below) == 0:
+        return float(upper)
+    k = min(max(int(np.floor(fraction * len(scores))), 1), len(below))
+    return float(below[k - 1])
+
+
+def band_fractions(scores: np.ndarray, review: float, block: float) -> dict[str, float]:
+    """Share of ``scores`` in the ``block`` (``>= block``) and ``review`` (``[review, block)``) bands."""
+    n = max(len(scores), 1)
+    blocked = scores >= block
+    return {
+        "block": float(blocked.sum() / n),
+        "review": float(((scores >= review) & ~blocked).sum() / n),
+    }
 
 
 def top_k_per_period(scores: np.ndarray, periods: np.ndarray, k: int) -> np.ndarray:

@@ -241,7 +241,13 @@ def train_cmd(
     labels: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="Parquet/CSV with user_id, is_fraud.")
     ],
-    candidates: Annotated[str, typer.Option(help="Comma-separated model names to try.")] = "gbdt,bwgnn,stack",
+    candidates: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated model names to try; only servable ones (scoring other snapshots and "
+            "new applicants) are fitted, the rest are reported as not selectable."
+        ),
+    ] = "gbdt",
     split: Annotated[str, typer.Option(help="random (stratified 60/20/20) or time.")] = "random",
     seed: Annotated[int, typer.Option(help="Seed for the split and the models.")] = 0,
     target_precision: Annotated[
@@ -249,7 +255,7 @@ def train_cmd(
     ] = 0.9,
     promote: Annotated[bool, typer.Option(help="Promote the new version if it passes the gate.")] = True,
 ) -> None:
-    """Train user risk models on the snapshot, keep the best on validation, register it."""
+    """Train user risk models on the snapshot, keep the best servable one on validation, register it."""
     import pandas as pd
     import torch
 

@@ -36,6 +36,12 @@ class Scorer(Protocol):
     """The interface a registry relies on."""
 
     name: str
+    # Checked by gnn.training before a model may be served: can it score a graph other than
+    # the one it was fit on, and one new applicant's neighbourhood (gnn.online)?
+    # ``serving_limit`` says why not, when either is False.
+    serves_new_graph: bool
+    serves_applicants: bool
+    serving_limit: str
     feature_names: list[str]
     validation_scores_: np.ndarray | None
 

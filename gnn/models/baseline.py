@@ -20,6 +20,12 @@ class LogisticScorer:
     """
 
     name = "logreg"
+    # As the GNNs: inputs standardised with the scored dataset's own statistics.
+    serves_new_graph = True
+    serves_applicants = False
+    serving_limit = (
+        "inputs are standardised over the scored graph; one applicant's star has no such statistics"
+    )
 
     def __init__(self, c: float = 1.0, seed: int = 0) -> None:
         self.c = c

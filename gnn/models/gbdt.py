@@ -7,6 +7,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from gnn.data.dataset import NodeDataset, Split
 from gnn.models.base import FeatureOptions, tabular_features
@@ -29,7 +30,14 @@ class GBDTScorer:
     Fit: early stopping on validation average precision; then, with ``refit``, a second model
     with 1.25x the best number of rounds on train + validation, whose label features also read
     the validation labels (more labelled context at test time). ``validation_scores_`` always
-    come from the first model, which never saw the validation labels.
+    come from the first model, which never saw the validation labels: they choose between
+    models, but are not the served (refit) model's scores, so they must not calibrate it.
+
+    ``held_out_mask_`` / ``held_out_scores_`` are what calibration may use: scores of the
+    served configuration on rows the scoring model did not train on. Without ``refit`` they are
+    the validation rows' scores; with ``refit`` and ``calibration_folds``, every train +
+    validation row scored out of fold by a model of the refit's configuration (its rounds, fit
+    on the other folds); with ``refit`` and no folds, ``None`` (nothing held out exists).
 
     Args:
         features: Which derived features to build (:class:`FeatureOptions`).
@@ -37,11 +45,18 @@ class GBDTScorer:
         max_rounds: Upper bound on boosting rounds.
         patience: Early-stopping patience in rounds.
         refit: Refit on train + validation after early stopping.
+        calibration_folds: With ``refit``, folds for the out-of-fold ``held_out_scores_``
+            (0: none; each fold is one more fit).
         seed: Random seed.
         n_jobs: LightGBM threads.
     """
 
     name = "gbdt"
+    # Trees over per-user columns: any graph's rows, and an applicant's row built by
+    # gnn.online_features.StarFeatures, read the same columns.
+    serves_new_graph = True
+    serves_applicants = True
+    serving_limit = ""
 
     def __init__(
         self,
@@ -52,16 +67,20 @@ class GBDTScorer:
         refit: bool = True,
         seed: int = 0,
         n_jobs: int = 2,
+        calibration_folds: int = 0,
     ) -> None:
         self.features = features or FeatureOptions()
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.max_rounds = max_rounds
         self.patience = patience
         self.refit = refit
+        self.calibration_folds = calibration_folds
         self.seed = seed
         self.n_jobs = n_jobs
         self.feature_names: list[str] = []
         self.validation_scores_: np.ndarray | None = None
+        self.held_out_mask_: np.ndarray | None = None
+        self.held_out_scores_: np.ndarray | None = None
         self.best_rounds_: int = 0
         self.label_mask_: np.ndarray | None = None
         self.booster_: lgb.Booster | None = None
@@ -85,6 +104,7 @@ class GBDTScorer:
             "max_rounds": self.max_rounds,
             "patience": self.patience,
             "refit": self.refit,
+            "calibration_folds": self.calibration_folds,
             "seed": self.seed,
         }
 
@@ -113,15 +133,47 @@ class GBDTScorer:
         if self.refit:
             both = split.train | split.val
             x, _ = self._features(dataset, both)
-            model = self._model(int(self.best_rounds_ * 1.25) + 1)
+            rounds = int(self.best_rounds_ * 1.25) + 1
+            model = self._model(rounds)
             model.fit(x[both], y[both], categorical_feature=categorical or "auto")
             self.label_mask_ = both
+            self.held_out_mask_, self.held_out_scores_ = None, None
+            if self.calibration_folds > 0:
+                self.held_out_mask_ = both
+                self.held_out_scores_ = self._out_of_fold(dataset, both, x, categorical, rounds)
         else:
             model = first
             self.label_mask_ = split.train.copy()
+            self.held_out_mask_, self.held_out_scores_ = split.val.copy(), self.validation_scores_
         self.booster_ = model.booster_
         self._best_iteration = None if self.refit else self.best_rounds_
         return self
+
+    def _out_of_fold(
+        self, dataset: NodeDataset, rows: np.ndarray, x: np.ndarray, categorical: list[int], rounds: int
+    ) -> np.ndarray:
+        """Scores of ``rows`` (a mask), each from a ``rounds``-round model fit on the other folds.
+
+        ``x`` was built reading ``rows``' labels; it is reused when the features read no labels,
+        otherwise each fold rebuilds them without its held rows' labels, which would otherwise
+        reach their neighbours' label features and flatter the held-out scores.
+        """
+        y = dataset.y
+        idx = np.flatnonzero(rows)
+        out = np.empty(len(idx))
+        reads_labels = self.features.label_hops > 0 or (
+            self.features.history_labels and bool(dataset.history_keys)
+        )
+        folds = StratifiedKFold(self.calibration_folds, shuffle=True, random_state=self.seed)
+        for fit_part, held in folds.split(idx, y[idx]):
+            if reads_labels:
+                mask = np.zeros_like(rows)
+                mask[idx[fit_part]] = True
+                x, _ = self._features(dataset, mask)
+            model = self._model(rounds)
+            model.fit(x[idx[fit_part]], y[idx[fit_part]], categorical_feature=categorical or "auto")
+            out[held] = model.predict_proba(x[idx[held]])[:, 1]
+        return out
 
     def inputs(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
         """The rows the trees read, one per target node, in :attr:`feature_names` order; label

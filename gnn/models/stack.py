@@ -52,6 +52,12 @@ class StackedScorer:
     """
 
     name = "stack"
+    # The second stage reads stage-1 scores held per node of the training graph
+    # (``second.extra_features``): any other graph, or an applicant's neighbourhood, has a
+    # different node count and predict_proba fails.
+    serves_new_graph = False
+    serves_applicants = False
+    serving_limit = "its stage-1 score columns exist only for the training graph's nodes"
 
     def __init__(
         self, base: Any | None = None, folds: int = 5, second: GBDTScorer | None = None, seed: int = 0
@@ -118,6 +124,11 @@ class BlendScorer:
     """
 
     name = "blend"
+    # Scores are ranks within the scored dataset: a graph is ranked against itself, but one
+    # applicant's small neighbourhood gives a rank that means nothing.
+    serves_new_graph = True
+    serves_applicants = False
+    serving_limit = "its scores are ranks within the scored dataset, meaningless for one applicant"
 
     def __init__(self, members: list[Any], grid: float = 0.1) -> None:
         self.members = members

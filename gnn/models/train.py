@@ -62,6 +62,14 @@ class GNNScorer:
     """
 
     name = "gnn"
+    # scale_features standardises inputs with the scored dataset's own statistics: a whole
+    # graph has population statistics like the training one, an applicant's star of a few
+    # users does not (alone, every input standardises to 0 whatever it was).
+    serves_new_graph = True
+    serves_applicants = False
+    serving_limit = (
+        "inputs are standardised over the scored graph; one applicant's star has no such statistics"
+    )
 
     def __init__(
         self,
