@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # registry nor written as Ring nodes (most candidates are households and friend groups).
     ring_min_score: float = Field(0.1, ge=0.0, le=1.0)
 
+    # Events dated later than a batch's ingestion time plus this go to the dead letters: one event
+    # from a producer whose clock says 2099 would otherwise move every user's account age.
+    future_event_tolerance_s: int = Field(300, ge=0)
+
     # Beam.
     beam_runner: str = "DirectRunner"
     beam_workers: int = Field(1, ge=1, le=64)

@@ -20,7 +20,7 @@ from pipelines.dead_letters import WriteDeadLetters
 from pipelines.dedupe import DedupeEvents
 from pipelines.extract import EDGES, NODES, ExtractGraph
 from pipelines.options import pipeline_options
-from pipelines.parse import ParseEvents
+from pipelines.parse import FutureEventLimit, ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import ReadEvents
 from pipelines.snapshot import WriteSnapshotDelta
@@ -68,17 +68,22 @@ class BuildEntityGraph(beam.PTransform):
     """Record chunks → (graph writes, snapshot files, dead-letter count).
 
     read → parse/validate → normalise/pseudonymise → dedupe → extract → aggregate → write.
+    Events dated after ``ingested_at_ms`` plus ``settings.future_event_tolerance_s`` are
+    dead-lettered; ``ingested_at_ms`` is the batch's recorded start, the same on every run of it.
     """
 
-    def __init__(self, settings: Settings, batch_seq: int, dead_letter_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, batch_seq: int, dead_letter_path: Path, ingested_at_ms: int
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.batch_seq = batch_seq
         self.dead_letter_path = dead_letter_path
+        self.future = FutureEventLimit(ingested_at_ms, settings.future_event_tolerance_s)
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         s = self.settings
-        parsed = records | "Parse" >> ParseEvents()
+        parsed = records | "Parse" >> ParseEvents(self.future)
         clean = parsed.events | "Pseudonymise" >> PseudonymiseEvents(
             s.pseudonymisation_key.get_secret_value().encode(), s.fx_rates, s.default_phone_region
         )
@@ -107,8 +112,14 @@ def run_graph_build(
     relpaths: list[str],
     batch_seq: int,
     beam_args: list[str] | None = None,
+    *,
+    ingested_at_ms: int,
 ) -> BuildCounts:
     """Run one batch over ``relpaths`` (relative to ``input_root``) and return reconciled counts.
+
+    ``ingested_at_ms`` is the batch's ingestion time (epoch ms): events dated after it plus
+    ``settings.future_event_tolerance_s`` are dead-lettered. Pass the time the ledger recorded
+    when the batch started, not the clock now, so that a re-run rejects exactly the same events.
 
     Raises:
         ReconciliationError: counts do not add up.
@@ -119,7 +130,7 @@ def run_graph_build(
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=opts)
     records = pipeline | "Read" >> ReadEvents(input_root, relpaths)
-    _ = records | "Build" >> BuildEntityGraph(settings, batch_seq, dl_path)
+    _ = records | "Build" >> BuildEntityGraph(settings, batch_seq, dl_path, ingested_at_ms)
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counts_from_metrics(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
@@ -21,6 +22,41 @@ DEAD = "dead"
 BATCH_SCHEMA = EVENT_SCHEMA.append(pa.field("line", pa.int64())).append(pa.field("row", pa.int64()))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds (``2099-01-01T00:00:00.000Z``)."""
+    # timedelta is exact in milliseconds; fromtimestamp(ms / 1000) can round 0.999 s the wrong way.
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class FutureEventLimit:
+    """Events dated after ``ingested_at_ms`` + ``tolerance_s`` are rejected.
+
+    ``ingested_at_ms`` is the batch's ingestion time as the ledger recorded it when the batch
+    started, not the clock when a stage runs: a resumed batch must reject exactly what its first
+    run rejected.
+    """
+
+    ingested_at_ms: int
+    tolerance_s: int
+
+    @property
+    def latest_ms(self) -> int:
+        """The latest event time accepted (inclusive)."""
+        return self.ingested_at_ms + self.tolerance_s * 1000
+
+    def reason(self, time_ms: int) -> str:
+        """The dead-letter reason for an event dated ``time_ms`` (after :attr:`latest_ms`)."""
+        return (
+            f"time {iso_utc(time_ms)} is after the latest accepted {iso_utc(self.latest_ms)} (ingestion"
+            f" time {iso_utc(self.ingested_at_ms)} plus {self.tolerance_s} s tolerance): fix the producer's"
+            " clock, or raise GRAPHRISK_FUTURE_EVENT_TOLERANCE_S if its clock skew is expected"
+        )
+
+
 @dataclass(frozen=True)
 class EventBatch:
     """Valid events of one chunk as :data:`BATCH_SCHEMA` columns, and the chunk they came from."""
@@ -30,11 +66,16 @@ class EventBatch:
     chunk: RawChunk
 
 
-def parse_chunk(chunk: RawChunk) -> tuple[EventBatch, list[DeadLetter]]:
+def parse_chunk(
+    chunk: RawChunk, future: FutureEventLimit | None = None
+) -> tuple[EventBatch, list[DeadLetter]]:
     """The valid events of a chunk, and dead letters for the others.
 
     Rows the vectorised check accepts are taken as they are; the rest go through
-    :func:`parse_event` one by one, which accepts them or names the offending field.
+    :func:`parse_event` one by one, which accepts them or names the offending field. Events
+    valid by the schema but dated after ``future``'s limit are then rejected on field ``time``,
+    whichever path took them. ``future=None`` checks no limit: for callers replaying history
+    they know is past (the in-process event log, tests); the graph build always passes one.
     """
     dead = [
         DeadLetter(chunk.source, line, STAGE_READ, "record", error, None) for line, error in chunk.unreadable
@@ -63,16 +104,41 @@ def parse_chunk(chunk: RawChunk) -> tuple[EventBatch, list[DeadLetter]]:
         slow.append(event_columns(event) | {"line": int(lines[row]), "row": row})
     if slow or not parts:
         parts.append(pa.Table.from_pylist(slow, schema=BATCH_SCHEMA))
-    return EventBatch(chunk.source, pa.concat_tables(parts), chunk), dead
+    table = pa.concat_tables(parts)
+    if future is not None and len(table):
+        table = _reject_future(chunk, table, future, dead)
+    return EventBatch(chunk.source, table, chunk), dead
+
+
+def _reject_future(
+    chunk: RawChunk, table: pa.Table, future: FutureEventLimit, dead: list[DeadLetter]
+) -> pa.Table:
+    """``table`` without the events dated after the limit; a dead letter for each appended to ``dead``.
+
+    Checked on the canonical columns both paths produce, so fast and per-record rows are judged alike.
+    """
+    times = table.column("time").to_numpy()
+    late = times > future.latest_ms
+    if not late.any():
+        return table
+    lines = table.column("line").to_numpy()
+    rows = table.column("row").to_numpy()
+    for i in np.flatnonzero(late).tolist():
+        dead.append(
+            DeadLetter(chunk.source, int(lines[i]), STAGE_PARSE, "time", future.reason(int(times[i])),
+                       chunk.record(int(rows[i])))
+        )  # fmt: skip
+    return table.filter(pa.array(~late))
 
 
 class _ParseFn(beam.DoFn):
-    def __init__(self) -> None:
+    def __init__(self, future: FutureEventLimit | None) -> None:
+        self._future = future
         self._read = Metrics.counter("graphrisk", "read")
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
         self._read.inc(len(chunk) + len(chunk.unreadable))
-        batch, dead = parse_chunk(chunk)
+        batch, dead = parse_chunk(chunk, self._future)
         for letter in dead:
             yield pvalue.TaggedOutput(DEAD, letter)
         if len(batch.table):
@@ -80,7 +146,15 @@ class _ParseFn(beam.DoFn):
 
 
 class ParseEvents(beam.PTransform):
-    """:class:`RawChunk` → :class:`EventBatch` on ``events``; invalid records → ``dead``."""
+    """:class:`RawChunk` → :class:`EventBatch` on ``events``; invalid records → ``dead``.
+
+    ``future`` is the limit on event times (see :func:`parse_chunk`); ``None`` checks none, which
+    only tests of the transform want: :class:`pipelines.graph_build.BuildEntityGraph` always passes one.
+    """
+
+    def __init__(self, future: FutureEventLimit | None = None) -> None:
+        super().__init__()
+        self.future = future
 
     def expand(self, chunks: beam.PCollection) -> pvalue.DoOutputsTuple:
-        return chunks | "Validate" >> beam.ParDo(_ParseFn()).with_outputs(DEAD, main="events")
+        return chunks | "Validate" >> beam.ParDo(_ParseFn(self.future)).with_outputs(DEAD, main="events")

@@ -9,8 +9,9 @@ Progress lives in the store, beside the graph it describes (a ledger of ``Ingest
 3. The batch is marked ``done`` and its partitions processed, in one transaction.
 
 If the process dies between 1 and 3, the next refresh finds the ``running`` batch and runs it
-again with the same number and partitions: what was committed is skipped, the rest applied,
-so no count is lost or doubled. Only then are new partitions taken, as a new batch.
+again with the same number, partitions and ingestion time (its ``started_at``, which bounds the
+event times accepted): what was committed is skipped, the rest applied, so no count is lost or
+doubled. Only then are new partitions taken, as a new batch.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from graphrisk.config import Settings
+from graphrisk.errors import GraphRiskError
 from graphrisk.store import GraphStore
 from pipelines.graph_build import BuildCounts, run_graph_build
 from pipelines.read import SUPPORTED_SUFFIXES
 from pipelines.snapshot import compact_snapshot
+
+
+class LedgerError(GraphRiskError):
+    """The ingest ledger in the store lacks what a refresh needs to resume."""
 
 
 @dataclass(frozen=True)
@@ -102,30 +108,34 @@ def refresh(
         path for path, fp in processed.items() if path in found and found[path].fingerprint != fp
     )
 
-    plan: list[tuple[int, list[str], bool]] = []
+    # (seq, partitions, resumed, ingestion time in epoch ms)
+    plan: list[tuple[int, list[str], bool, int]] = []
     unfinished = store.read("ledger/unfinished_batch")
     in_flight: set[str] = set()
     if unfinished:
         row = unfinished[0]
-        plan.append((int(row["seq"]), list(row["partitions"]), True))
+        plan.append((int(row["seq"]), list(row["partitions"]), True, _started_at(row)))
         in_flight = set(row["partitions"])
     new = [p for path, p in found.items() if path not in processed and path not in in_flight]
     report.skipped_partitions = len(found) - len(new) - len(in_flight & found.keys())
     if new:
-        seq = max([int(store.read("ledger/last_batch_seq")[0]["seq"])] + [s for s, _, _ in plan]) + 1
+        seq = max([int(store.read("ledger/last_batch_seq")[0]["seq"])] + [s for s, *_ in plan]) + 1
+        ingested_at = _now_ms()
         store.write(
             "ledger/start_batch",
             seq=seq,
             partitions=[p.path for p in new],
             fingerprints=[p.fingerprint for p in new],
-            now=_now_ms(),
+            now=ingested_at,
         )
-        plan.append((seq, [p.path for p in new], False))
+        plan.append((seq, [p.path for p in new], False, ingested_at))
 
-    for seq, paths, resumed in plan:
+    for seq, paths, resumed, ingested_at in plan:
         if on_batch is not None:
             on_batch(seq, len(paths), resumed)
-        counts: BuildCounts = run_graph_build(settings, input_root, paths, seq, beam_args)
+        counts: BuildCounts = run_graph_build(
+            settings, input_root, paths, seq, beam_args, ingested_at_ms=ingested_at
+        )
         store.write(
             "ledger/finish_batch",
             seq=seq,
@@ -145,3 +155,19 @@ def refresh(
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _started_at(row: dict[str, Any]) -> int:
+    """The recorded ingestion time of an unfinished batch.
+
+    Raises:
+        LedgerError: the batch has none (the ledger was edited by hand); the clock now is no
+            substitute, since it would accept events the first run rejected.
+    """
+    started_at = row.get("started_at")
+    if started_at is None:
+        raise LedgerError(
+            f"unfinished batch {row['seq']} has no started_at: set it on its IngestBatch node to the"
+            " time (epoch ms) the batch first ran, then refresh again"
+        )
+    return int(started_at)

@@ -38,7 +38,7 @@ from pipelines.aggregate import (
 from pipelines.clean_batch import clean_batch
 from pipelines.dedupe import DedupeEvents, dedupe_table
 from pipelines.extract import EDGES, NODES, ExtractGraph
-from pipelines.parse import ParseEvents, parse_chunk
+from pipelines.parse import FutureEventLimit, ParseEvents, parse_chunk
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import chunk_of_records, read_records
 from pipelines.records import RawChunk, RawRecord
@@ -46,6 +46,7 @@ from pipelines.validate import event_columns, surely_valid, typed_view
 from tests.factories import START_MS
 
 KEY = b"test-key-0123456789abcdef"
+_Y2099_MS = 4_070_908_800_000  # 2099-01-01T00:00:00Z
 FX = load_settings().fx_rates
 
 
@@ -197,7 +198,8 @@ def _raw_records(draw: st.DrawFn) -> dict[str, Any]:
     ident = st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True)
     rec: dict[str, Any] = {
         "event_id": draw(_maybe(ident)), "event_type": kind, "user_id": draw(_maybe(st.just("u1"))),
-        "time": draw(_maybe(st.sampled_from([START_MS, START_MS + 7, 123, "2026-01-05T10:00:00Z"]))),
+        "time": draw(_maybe(st.sampled_from([START_MS, START_MS + 7, 123, "2026-01-05T10:00:00Z", _Y2099_MS,
+                                              "2099-01-01T00:00:00Z"]))),
     }  # fmt: skip
     if draw(st.booleans()):
         rec["schema_version"] = draw(st.sampled_from([1, 2, "1", None]))
@@ -235,29 +237,42 @@ def _raw_records(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _reference_parse(
-    records: list[dict[str, Any]],
+    records: list[dict[str, Any]], future: FutureEventLimit | None = None
 ) -> tuple[dict[int, dict[str, Any]], set[tuple[int, str, str]]]:
     accepted, rejected = {}, set()
     for line, record in enumerate(records, start=1):
         try:
-            accepted[line] = event_columns(parse_event(record))
+            event = parse_event(record)
         except FieldError as exc:
             rejected.add((line, exc.field, exc.reason))
+            continue
+        if future is not None and event.time > future.latest_ms:
+            rejected.add((line, "time", future.reason(event.time)))
+        else:
+            accepted[line] = event_columns(event)
     return accepted, rejected
 
 
+# START_MS is accepted, START_MS + 7, the ISO hour 10 and 2099 are past this limit.
+_FUTURE = st.sampled_from([None, FutureEventLimit(START_MS + 3, 0)])
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_raw_records(), min_size=1, max_size=25))
-def test_vectorised_validation_agrees_with_pydantic(records: list[dict[str, Any]]) -> None:
+@given(st.lists(_raw_records(), min_size=1, max_size=25), _FUTURE)
+def test_vectorised_validation_agrees_with_pydantic(
+    records: list[dict[str, Any]], future: FutureEventLimit | None
+) -> None:
     """Same accepted events with the same values, same rejected lines with the same field and reason."""
-    _assert_parse_agrees("f.jsonl", records)
+    _assert_parse_agrees("f.jsonl", records, future)
 
 
-def _assert_parse_agrees(source: str, records: list[dict[str, Any]]) -> None:
+def _assert_parse_agrees(
+    source: str, records: list[dict[str, Any]], future: FutureEventLimit | None = None
+) -> None:
     chunk = chunk_of_records(source, [RawRecord(source, n, r) for n, r in enumerate(records, start=1)])
-    batch, dead = parse_chunk(chunk)
+    batch, dead = parse_chunk(chunk, future)
     got = {r.pop("line"): r for r in batch.table.to_pylist() if r.pop("row") is not None}
-    want, rejected = _reference_parse(records)
+    want, rejected = _reference_parse(records, future)
     assert got == want
     assert {(d.line, d.field, d.reason) for d in dead} == rejected
     assert all(d.stage == "parse" and d.record == records[d.line - 1] for d in dead)
@@ -273,12 +288,14 @@ def _as_csv_row(record: dict[str, Any], columns: list[str]) -> dict[str, str]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_raw_records(), min_size=1, max_size=25))
-def test_vectorised_validation_agrees_with_pydantic_on_csv_text(records: list[dict[str, Any]]) -> None:
+@given(st.lists(_raw_records(), min_size=1, max_size=25), _FUTURE)
+def test_vectorised_validation_agrees_with_pydantic_on_csv_text(
+    records: list[dict[str, Any]], future: FutureEventLimit | None
+) -> None:
     """CSV holds blanks for absent fields and numbers as text; the fast path must still only take
     rows pydantic accepts, with the values pydantic gives them."""
     columns = sorted({k for r in records for k in _flat_keys(r)})
-    _assert_parse_agrees("f.csv", [_as_csv_row(r, columns) for r in records])
+    _assert_parse_agrees("f.csv", [_as_csv_row(r, columns) for r in records], future)
 
 
 def _flat_keys(record: dict[str, Any]) -> list[str]:
