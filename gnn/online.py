@@ -71,6 +71,15 @@ def applicant_features(
     return np.array([f[n] for n in feature_names], dtype=np.float64)
 
 
+def store_links(store: GraphStore, clean: dict[str, Any], max_links: int) -> list[dict[str, Any]]:
+    """Users already on a clean applicant's identifiers, read from the store in one round trip."""
+    params = {
+        "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
+        "phone": clean["phone"], "address": clean["address"], "limit": max_links,
+    }  # fmt: skip
+    return store.read("serving/applicant_links", **params)
+
+
 def identifier_links(star: StarFeatures, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
     """One entry per identifier relation: its users' published rows and link times.
 
@@ -148,11 +157,7 @@ class ApplicantScorer:
 
     def links(self, store: GraphStore, clean: dict[str, Any]) -> list[dict[str, Any]]:
         """Existing users on the applicant's identifiers, one row per (identifier, user)."""
-        params = {
-            "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
-            "phone": clean["phone"], "address": clean["address"], "limit": self.max_links,
-        }  # fmt: skip
-        return store.read("serving/applicant_links", **params)
+        return store_links(store, clean, self.max_links)
 
     def score(self, store: GraphStore, event: OnboardingEvent, now_ms: int | None = None) -> ApplicantScore:
         """Score one applicant; nothing is written."""
