@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from fastapi import HTTPException, status
 
+from api.applications import RecentApplications
 from api.audit import AuditLog
 from api.auth import KeyRing
 from api.decisions import DecisionStore
@@ -73,6 +74,8 @@ class AppState:
     inputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     inputs_version: str | None = None
     decisions: DecisionStore | None = None
+    # Applications scored since the last refresh: the store has not ingested them yet.
+    applications: RecentApplications | None = None
     # New applicants are scored here, not on the shared thread pool (see Settings.scoring_threads).
     scoring_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="scoring")
@@ -89,6 +92,9 @@ class AppState:
             keys=KeyRing(dict(settings.api_keys)),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             decisions=DecisionStore(settings.audit_url),
+            applications=RecentApplications(
+                settings.audit_url, int(settings.recent_applications_h * 3_600_000)
+            ),
             scoring_pool=ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="scoring"),
         )
         state.reload()
@@ -190,6 +196,8 @@ class AppState:
         self.audit.close()
         if self.decisions is not None:
             self.decisions.close()
+        if self.applications is not None:
+            self.applications.close()
 
     def describe(self) -> dict[str, Any]:
         """For /readyz."""

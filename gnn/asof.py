@@ -27,24 +27,15 @@ import pyarrow.compute as pc
 from gnn.data.dataset import NodeDataset
 from gnn.data.entity_graph import entity_graph_from_tables
 from gnn.models.base import FeatureOptions, tabular_features
-from gnn.online import APPLICANT_IDENTIFIERS, applicant_row
+from gnn.online import APPLICANT_IDENTIFIERS, applicant_row, with_recent
 from gnn.online_features import StarFeatures, reference_row, star_dataset
-from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
+from graphrisk.graph_schema import EDGE_TYPES, NodeLabel
 from pipelines.event_log import EdgeTables, GraphTimeline, NodeTables
 
 ONBOARDING = "onboarding"
 REFRESH = "refresh"
 DECISION_POINTS = (ONBOARDING, REFRESH)
 
-# Clean-event column of each identifier an applicant brings (the pipeline's names).
-_APPLICANT_COLUMNS: dict[RelType, str] = {
-    RelType.USED_DEVICE: "device_id",
-    RelType.USED_IP: "ip",
-    RelType.HAS_DOCUMENT: "doc",
-    RelType.HAS_EMAIL: "email",
-    RelType.HAS_PHONE: "phone",
-    RelType.LIVES_AT: "address",
-}
 # The store caps an applicant's links (ApplicantScorer.max_links); a replay applies the same cap.
 DEFAULT_MAX_LINKS = 500
 
@@ -78,7 +69,7 @@ class HourState:
 def applicants(clean: pa.Table) -> pd.DataFrame:
     """Onboarding events of a clean table: ``user_id``, ``time`` and the identifier columns."""
     rows = clean.filter(pc.equal(clean.column("event_type"), "onboarding"))
-    cols = ["event_id", "user_id", "time", *_APPLICANT_COLUMNS.values()]
+    cols = ["event_id", "user_id", "time", *APPLICANT_IDENTIFIERS.values()]
     return (
         rows.select(cols).to_pandas().sort_values(["time", "event_id"], kind="stable").reset_index(drop=True)
     )
@@ -110,7 +101,7 @@ def applicant_links(
     apps = apps.reset_index(drop=True)
     parts = []
     for rank, rel in enumerate(APPLICANT_IDENTIFIERS):
-        col = _APPLICANT_COLUMNS[rel]
+        col = APPLICANT_IDENTIFIERS[rel]
         node = state.nodes[EDGE_TYPES[rel].dst][["id", "event_count", "first_seen"]]
         edges = state.edges[rel][["src", "dst", "first_seen"]].rename(columns={"first_seen": "linked_at"})
         left = apps[["user_id", col]].reset_index(names="app").dropna(subset=[col])
@@ -142,8 +133,24 @@ def onboarding_rows(state: HourState, apps: pd.DataFrame, star: StarFeatures) ->
     if len(times) and times.min() < state.as_of:
         raise ValueError(f"applicant at {times.min()} is before the graph's moment {state.as_of}")
     out = np.empty((len(apps), len(star.names)), dtype=np.float32)
+    recent = recent_links(apps)
     for i, links in enumerate(applicant_links(state, apps)):
-        out[i] = applicant_row(star, links, int(times[i]))
+        out[i] = applicant_row(star, with_recent(links, recent[i]), int(times[i]))
+    return out
+
+
+def recent_links(apps: pd.DataFrame) -> list[list[dict[str, Any]]]:
+    """Per applicant, the earlier applications of ``apps`` (strictly before it) sharing an
+    identifier: what the API's record of applications since the last refresh returns."""
+    apps = apps.reset_index(drop=True)
+    out: list[list[dict[str, Any]]] = [[] for _ in range(len(apps))]
+    for rel, col in APPLICANT_IDENTIFIERS.items():
+        side = apps[["user_id", "time", col]].reset_index(names="app").dropna(subset=[col])
+        pairs = side.merge(side, on=col, suffixes=("", "_other"))
+        pairs = pairs[(pairs["time_other"] < pairs["time"]) & (pairs["user_id_other"] != pairs["user_id"])]
+        for app, node, user, at in zip(pairs["app"], pairs[col], pairs["user_id_other"], pairs["time_other"],
+                                       strict=True):  # fmt: skip
+            out[int(app)].append({"rel": rel.value, "node": node, "user": user, "linked_at": int(at)})
     return out
 
 

@@ -209,9 +209,9 @@ def run_backtest(
             bands = m.band(s)
             onb_out.append(pd.DataFrame({"user_id": users, "time": hour_apps["time"].to_numpy(), "score": s,
                                          "band": bands, "model_cutoff": m.cutoff_ms}))  # fmt: skip
-            for u, b in zip(users, bands, strict=True):
+            for u, b, t in zip(users, bands, hour_apps["time"].to_numpy(np.int64), strict=True):
                 if b in FLAG_BANDS and u not in first_flag:
-                    first_flag[u] = (h, ONBOARDING)
+                    first_flag[u] = (int(t), ONBOARDING)  # decided at the application, not the hour
 
         refresh_due = (h - start) % (cfg.refresh_every_h * HOUR_MS) == 0
         sample_due = (h - start) % (cfg.sample_every_h * HOUR_MS) == 0

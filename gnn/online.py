@@ -11,8 +11,8 @@ run's. Tree models get the feature row straight from :class:`gnn.online_features
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from graphrisk.graph_schema import RelType
 from graphrisk.store import GraphStore
 
 # Which clean-event field holds each identifier the applicant brings.
-APPLICANT_IDENTIFIERS: dict[RelType, str] = {
+APPLICANT_IDENTIFIERS: dict[RelType, str] = {  # relation -> the clean event's column
     RelType.USED_DEVICE: "device_id",
     RelType.USED_IP: "ip",
     RelType.HAS_DOCUMENT: "doc",
@@ -35,6 +35,14 @@ APPLICANT_IDENTIFIERS: dict[RelType, str] = {
     RelType.HAS_PHONE: "phone",
     RelType.LIVES_AT: "address",
 }
+
+
+class ApplicationLog(Protocol):
+    """Applications scored since the last refresh (``api.applications.RecentApplications``)."""
+
+    def links(self, nodes: dict[RelType, str], before_ms: int) -> list[dict[str, Any]]:
+        """Earlier applications on any of ``nodes``: ``rel, node, user, linked_at`` rows."""
+        ...
 
 
 @dataclass
@@ -48,6 +56,7 @@ class ApplicantScore:
     known_fraud_neighbours: list[str]
     reasons: list[tuple[str, str, float]]
     contributions: list[Contribution]
+    nodes: dict[RelType, str] = field(default_factory=dict)  # the applicant's pseudonymised identifiers
 
 
 def applicant_features(
@@ -78,6 +87,40 @@ def store_links(store: GraphStore, clean: dict[str, Any], max_links: int) -> lis
         "phone": clean["phone"], "address": clean["address"], "limit": max_links,
     }  # fmt: skip
     return store.read("serving/applicant_links", **params)
+
+
+def application_nodes(clean: dict[str, Any]) -> dict[RelType, str]:
+    """The identifier node of each relation a clean onboarding event brings (absent ones left out)."""
+    return {rel: clean[col] for rel, col in APPLICANT_IDENTIFIERS.items() if clean.get(col) is not None}
+
+
+def with_recent(links: list[dict[str, Any]], recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store links plus applications scored since the last refresh that share an identifier.
+
+    The store learns of an application only at the next hourly refresh, so without these a
+    device farm opening ten accounts within the hour would look like ten strangers. ``recent``
+    rows are ``rel, node, user, linked_at`` (the application time). A user the store already
+    links on that relation is not counted twice; the identifier's own statistics stay the
+    store's, or, for an identifier the store has never seen, no events since its first
+    recent application.
+    """
+    seen = {(link["rel"], link["user"]) for link in links}
+    store_node = {link["rel"]: link for link in links}
+    first_recent: dict[str, int] = {}
+    for r in recent:
+        first_recent[r["rel"]] = min(first_recent.get(r["rel"], r["linked_at"]), r["linked_at"])
+    out = list(links)
+    for r in sorted(recent, key=lambda r: (r["linked_at"], r["user"])):
+        if (r["rel"], r["user"]) in seen:
+            continue
+        seen.add((r["rel"], r["user"]))
+        node = store_node.get(r["rel"])
+        out.append({
+            "rel": r["rel"], "node": r["node"], "user": r["user"], "linked_at": int(r["linked_at"]),
+            "node_events": node["node_events"] if node else 0,
+            "node_first": node["node_first"] if node else first_recent[r["rel"]],
+        })  # fmt: skip
+    return out
 
 
 def identifier_links(star: StarFeatures, links: list[dict[str, Any]], now_ms: int) -> list[IdentifierLinks]:
@@ -159,14 +202,35 @@ class ApplicantScorer:
         """Existing users on the applicant's identifiers, one row per (identifier, user)."""
         return store_links(store, clean, self.max_links)
 
-    def score(self, store: GraphStore, event: OnboardingEvent, now_ms: int | None = None) -> ApplicantScore:
-        """Score one applicant; nothing is written."""
+    def score(
+        self,
+        store: GraphStore,
+        event: OnboardingEvent,
+        now_ms: int | None = None,
+        recent: ApplicationLog | None = None,
+    ) -> ApplicantScore:
+        """Score one applicant; nothing is written.
+
+        ``recent`` holds the applications scored since the last refresh (the store does not
+        have them yet); the result's ``nodes`` are what the caller records there.
+        """
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         clean = clean_event(event, self.ids, self.fx_rates, self.region)
-        links = [r for r in self.links(store, clean) if r["user"] != event.user_id]
+        links = self._links(store, clean, event.user_id, now, recent)
         identifiers = self.identifiers(links, now)
         x0 = applicant_features(identifiers, self.feature_names, now)
-        return self._score(x0, identifiers, links, now, explain=True)
+        result = self._score(x0, identifiers, links, now, explain=True)
+        result.nodes = application_nodes(clean)
+        return result
+
+    def _links(
+        self, store: GraphStore, clean: dict[str, Any], user_id: str, now: int, recent: ApplicationLog | None
+    ) -> list[dict[str, Any]]:
+        links = [r for r in self.links(store, clean) if r["user"] != user_id]
+        if recent is None:
+            return links
+        earlier = [r for r in recent.links(application_nodes(clean), now) if r["user"] != user_id]
+        return with_recent(links, earlier)
 
     def score_known(
         self, store: GraphStore, user_id: str, explain: bool = True, drop_rels: tuple[str, ...] = ()
@@ -211,11 +275,12 @@ class ApplicantScorer:
         """:func:`identifier_links` over the published rows of this scorer."""
         return identifier_links(self.star, links, now_ms)
 
-    def row(self, store: GraphStore, event: OnboardingEvent, now_ms: int) -> np.ndarray:
+    def row(
+        self, store: GraphStore, event: OnboardingEvent, now_ms: int, recent: ApplicationLog | None = None
+    ) -> np.ndarray:
         """The tree model's input row for an applicant, as :meth:`score` builds it."""
         clean = clean_event(event, self.ids, self.fx_rates, self.region)
-        links = [r for r in self.links(store, clean) if r["user"] != event.user_id]
-        return applicant_row(self.star, links, now_ms)
+        return applicant_row(self.star, self._links(store, clean, event.user_id, now_ms, recent), now_ms)
 
     def _score(
         self,

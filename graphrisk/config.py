@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     # from a producer whose clock says 2099 would otherwise move every user's account age.
     future_event_tolerance_s: int = Field(300, ge=0)
 
+    # Fraud labels arrive days after the fact: training at a cut-off reads only the labels of users
+    # onboarded at least this many hours before it (the backtest's default too).
+    label_delay_h: float = Field(72.0, ge=0)
+
+    # The API remembers the identifiers (keyed hashes) of applicants it scored for this long, so a
+    # second applicant on the same device within the hour sees the first before the refresh does.
+    # Longer than the refresh interval plus a refresh's run time.
+    recent_applications_h: float = Field(3.0, gt=0)
+
     # Beam.
     beam_runner: str = "DirectRunner"
     beam_workers: int = Field(1, ge=1, le=64)

@@ -33,7 +33,7 @@ from pipelines.aggregate import edge_fact_schema, merge_edge_tables, merge_node_
 from pipelines.clean_batch import CLEAN_SCHEMA, clean_batch
 from pipelines.dedupe import dedupe_table
 from pipelines.extract import EDGE_FACTS, NODE_FACTS, edge_facts, node_facts
-from pipelines.parse import parse_chunk
+from pipelines.parse import FutureEventLimit, parse_chunk
 from pipelines.read import read_chunks
 from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
 from pipelines.snapshot import edge_schema, node_schema
@@ -74,6 +74,7 @@ def read_event_log(
     relpaths: Iterable[str],
     settings: Settings,
     progress: Callable[[int], None] | None = None,
+    future: FutureEventLimit | None = None,
 ) -> EventLog:
     """Read, validate, pseudonymise and deduplicate event files, as one Beam batch would.
 
@@ -82,6 +83,8 @@ def read_event_log(
         relpaths: Event files (JSONL, CSV, Parquet).
         settings: Pseudonymisation key, exchange rates and phone region.
         progress: Called with 1 after each file.
+        future: Events dated past this limit are rejected, as a batch ingested at its
+            ``ingested_at_ms`` rejects them (``None``: no check, for history already vetted).
     """
     ids = RepeatedIdentifiers(Pseudonymiser(settings.pseudonymisation_key.get_secret_value().encode()))
     parts: list[pa.Table] = []
@@ -89,7 +92,7 @@ def read_event_log(
     for rel in sorted(relpaths):
         for chunk in read_chunks(input_root, rel):
             log.read += len(chunk) + len(chunk.unreadable)
-            batch, dead = parse_chunk(chunk)
+            batch, dead = parse_chunk(chunk, future)
             log.dead += dead
             if not len(batch.table):
                 continue

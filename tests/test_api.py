@@ -372,3 +372,31 @@ def test_mule_ring_detail_names_its_transfers_and_cycles(client: TestClient, wor
     codes = {r["code"] for r in body["reasons"]}
     assert "internal_transfers" in codes
     assert ("transfer_cycle" in codes) == has_cycle
+
+
+def test_an_applicant_sees_earlier_applicants_before_the_refresh_ingests_them(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    """A device farm opening accounts within the hour: the store has none of them yet."""
+    base = _onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[1]))
+    first = base | {"user_id": "farm-first", "device": {"id": "farm-device-recent-1"}, "ip": "198.51.100.23",
+                    "email": "farm.one@example.org", "phone": "+447700900101",
+                    "document": {"type": "passport", "number": "FARM000001", "issuing_country": "GB"},
+                    "address": {"line1": "1 Recent Row", "city": "Leeds", "country": "GB"}}  # fmt: skip
+    second = first | {"user_id": "farm-second", "email": "farm.two@example.org", "phone": "+447700900102",
+                      "document": {"type": "passport", "number": "FARM000002", "issuing_country": "GB"}}  # fmt: skip
+    a = client.post("/v1/score", json=first, headers=HEADERS["onboarding"]).json()
+    b = client.post("/v1/score", json=second, headers=HEADERS["onboarding"]).json()
+    assert a["linked_users"].get("USED_DEVICE", 0) == 0
+    assert b["linked_users"]["USED_DEVICE"] == 1 and b["linked_users"]["USED_IP"] >= 1
+    assert b["linked_users"].get("HAS_EMAIL", 0) == 0
+    # A re-submission of the same applicant is not its own neighbour.
+    again = client.post("/v1/score", json=second, headers=HEADERS["onboarding"]).json()
+    assert again["linked_users"]["USED_DEVICE"] == 1
+    # Only keyed hashes are kept for the pseudonymous identifiers.
+    state = client.app.state.graphrisk  # type: ignore[attr-defined]
+    with state.applications.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT rel, node FROM recent_applications").all()
+    assert rows
+    for rel, node in rows:
+        assert "example.org" not in node and "FARM00000" not in node and "447700900" not in node, rel

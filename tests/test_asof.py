@@ -4,7 +4,7 @@
   decided before them (property test over random later events that reuse existing users and
   identifiers, so they would land in the neighbourhoods if they leaked);
 * the batch onboarding row of an applicant equals the row the API builds from a real store
-  loaded with the same history.
+  loaded with the same history, plus the applications it scored earlier in the hour.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.applications import RecentApplications
 from gnn.asof import HourState, applicants, onboarding_rows, refresh_rows, star_of
 from gnn.models.base import FeatureOptions
-from gnn.online import applicant_row, store_links
+from gnn.online import applicant_row, application_nodes, store_links, with_recent
 from graphrisk.clean_event import RepeatedIdentifiers, clean_event
 from graphrisk.config import Settings, load_settings
 from graphrisk.events import parse_event
@@ -144,12 +145,18 @@ def test_batch_onboarding_rows_equal_the_api_rows(
 
     raw = {r.record["event_id"]: r.record for rel in parts for r in read_records(world, rel) if r.record}
     ids = RepeatedIdentifiers(Pseudonymiser(settings.pseudonymisation_key.get_secret_value().encode()))
-    linked = 0
+    # The API's record of applications scored since the refresh, filled as the API fills it.
+    recent_log = RecentApplications(f"sqlite:///{tmp_path / 'audit.db'}", 3 * HOUR_MS)
+    linked = within_hour = 0
     for i, app in apps.iterrows():
         event = parse_event(raw[app["event_id"]])
         clean = clean_event(event, ids, settings.fx_rates, settings.default_phone_region)
+        now = int(app["time"])
         links = [r for r in store_links(store, clean, 500) if r["user"] != event.user_id]
+        earlier = [r for r in recent_log.links(application_nodes(clean), now) if r["user"] != event.user_id]
         linked += len(links)
-        online = applicant_row(star, links, int(app["time"]))
+        within_hour += len(earlier)
+        online = applicant_row(star, with_recent(links, earlier), now)
         np.testing.assert_allclose(online, batch[i], rtol=1e-6, equal_nan=True, err_msg=str(app["user_id"]))
-    assert len(apps) >= 5 and linked > 0
+        recent_log.record(event.user_id, application_nodes(clean), now)
+    assert len(apps) >= 5 and linked > 0 and within_hour > 0

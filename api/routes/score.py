@@ -43,7 +43,10 @@ def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]
         event = parse_event(
             {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
         )
-        result = scorer.score(state.store, event)  # type: ignore[arg-type]
+        now = int(event_fields["time"])  # type: ignore[call-overload]
+        result = scorer.score(state.store, event, now, state.applications)  # type: ignore[arg-type]
+        if state.applications is not None:
+            state.applications.record(applicant.user_id, result.nodes, now)
     except FieldError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
