@@ -416,7 +416,10 @@ def backtest_report(
         report["refresh"] = _by_typology(ref, "score", "flag")
     report["rings"] = _ring_report(result, log, labels, cfg)
     flagged = result.flagged_users
-    load = flagged.groupby("hour").size() if len(flagged) else pd.Series(dtype=int)
+    # Applicants are flagged at their application; count them in the hour they applied.
+    load = (
+        flagged.groupby(flagged["hour"] // HOUR_MS * HOUR_MS).size() if len(flagged) else pd.Series(dtype=int)
+    )
     report["review_load"] = {
         "users_flagged": len(flagged),
         "per_hour_mean": float(load.reindex(range(result.first_cutoff, result.end + 1, HOUR_MS), fill_value=0).mean())

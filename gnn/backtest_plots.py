@@ -47,7 +47,8 @@ def write_plots(report: dict[str, Any], result: BacktestResult, out_dir: Path) -
     fig, ax = plt.subplots(figsize=(9, 4))
     flagged = result.flagged_users
     if len(flagged):
-        load = flagged.groupby(["hour", "point"]).size().unstack(fill_value=0)
+        hour = flagged["hour"] // HOUR_MS * HOUR_MS
+        load = flagged.groupby([hour, "point"]).size().unstack(fill_value=0)
         hours = (load.index.to_numpy() - result.first_cutoff) / HOUR_MS
         bottom = np.zeros(len(load))
         for point in load.columns:
