@@ -144,7 +144,7 @@ class AppState:
                 Pseudonymiser(self.settings.pseudonymisation_key.get_secret_value().encode())
             )
             self.applicant_scorer = ApplicantScorer(
-                model, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
+                model.for_applicants, feats, ids, self.settings.fx_rates, self.settings.default_phone_region
             )
         self._load_inputs(scores_dir / INPUTS_FILE, model)
 

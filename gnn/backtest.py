@@ -76,8 +76,8 @@ class BacktestConfig:
 
 
 @dataclass
-class _Rows:
-    """Rows of one decision point, kept for training and scoring."""
+class DecisionRows:
+    """Rows of one decision point (features, user, decision time), kept for training."""
 
     x: list[np.ndarray] = field(default_factory=list)
     users: list[np.ndarray] = field(default_factory=list)
@@ -106,6 +106,7 @@ class BacktestResult:
     ring_flags: pd.DataFrame  # ring_id, hour: planted rings matched by a listed cluster
     end_of_window: pd.DataFrame  # user_id, score: refresh rows at the last hour, last model
     models: list[dict[str, Any]]
+    rows: dict[str, DecisionRows]
     timings_s: dict[str, float]
     first_cutoff: int
     end: int
@@ -141,17 +142,13 @@ def run_backtest(
     start = (int(times.min()) // HOUR_MS + 1) * HOUR_MS
     end = (int(times.max()) // HOUR_MS + 1) * HOUR_MS
     first_cutoff = start + cfg.train_hours * HOUR_MS
-    label_of = labels.set_index("user_id")["is_fraud"]
     onboarded_at = apps.groupby("user_id")["time"].min()
-
-    def y_of(users: np.ndarray) -> np.ndarray:
-        return label_of.reindex(users).fillna(-1).to_numpy(np.int64)
 
     def onboarded(users: np.ndarray) -> np.ndarray:
         return onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
 
     timeline = GraphTimeline(facts)
-    onb, beh = _Rows(), _Rows()
+    onb, beh = DecisionRows(), DecisionRows()
     models: dict[str, DecisionModel] = {}
     ring_model: RingModel | None = None
     model_log: list[dict[str, Any]] = []
@@ -185,20 +182,7 @@ def run_backtest(
         testing = h >= first_cutoff
         if testing and (last_fit is None or h - last_fit >= cfg.retrain_every_h * HOUR_MS):
             t_fit = time.perf_counter()
-            for point, rows in ((ONBOARDING, onb), (REFRESH, beh)):
-                x_all, u_all, d_all = rows.arrays()
-                opts = cfg.onboarding_options if point == ONBOARDING else cfg.refresh_options
-                try:
-                    models[point] = fit_decision_model(
-                        point, x_all, y_of(u_all), d_all, onboarded(u_all), h, rows.names, opts,
-                        label_delay_h=cfg.label_delay_h, target_precision=cfg.target_precision,
-                        review_fraction=cfg.review_fraction, seed=cfg.seed,
-                    )  # fmt: skip
-                    model_log.append({"point": point, "cutoff": h, **models[point].metrics,
-                                      "block": models[point].block_threshold,
-                                      "review": models[point].review_threshold})  # fmt: skip
-                except NotEnoughLabelsError as exc:
-                    model_log.append({"point": point, "cutoff": h, "error": str(exc)})
+            models |= fit_point_models({ONBOARDING: onb, REFRESH: beh}, h, cfg, labels, onboarded_at, model_log)
             last_fit = h
             timings["train"] += time.perf_counter() - t_fit
             ring_model = _fit_ring_model(state, models.get(REFRESH), labels, onboarded, h, cfg, model_log)
@@ -261,10 +245,42 @@ def run_backtest(
         else pd.DataFrame(columns=["ring_id", "hour"]),
         end_of_window=end_scores,
         models=model_log,
+        rows={ONBOARDING: onb, REFRESH: beh},
         timings_s=timings,
         first_cutoff=first_cutoff,
         end=end,
     )
+
+
+def fit_point_models(
+    rows: dict[str, DecisionRows],
+    cutoff: int,
+    cfg: BacktestConfig,
+    labels: pd.DataFrame,
+    onboarded_at: pd.Series,
+    model_log: list[dict[str, Any]],
+) -> dict[str, DecisionModel]:
+    """Each decision point's model at ``cutoff``; a point without enough known labels is logged
+    in ``model_log`` and left out."""
+    label_of = labels.set_index("user_id")["is_fraud"]
+    out: dict[str, DecisionModel] = {}
+    for point, kept in rows.items():
+        x, users, decided = kept.arrays()
+        y = label_of.reindex(users).fillna(-1).to_numpy(np.int64)
+        onboarded = onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
+        opts = cfg.onboarding_options if point == ONBOARDING else cfg.refresh_options
+        try:
+            model = fit_decision_model(
+                point, x, y, decided, onboarded, cutoff, kept.names, opts, label_delay_h=cfg.label_delay_h,
+                target_precision=cfg.target_precision, review_fraction=cfg.review_fraction, seed=cfg.seed,
+            )  # fmt: skip
+        except NotEnoughLabelsError as exc:
+            model_log.append({"point": point, "cutoff": cutoff, "error": str(exc)})
+            continue
+        out[point] = model
+        model_log.append({"point": point, "cutoff": cutoff, **model.metrics, "block": model.block_threshold,
+                          "review": model.review_threshold})  # fmt: skip
+    return out
 
 
 def _fit_ring_model(

@@ -116,6 +116,15 @@ class RiskModel:
     block_threshold: float
     feature_names: list[str]
     train_labels: pd.DataFrame = field(repr=False)
+    # The model new applicants are scored with, when it is not this one: decision-point
+    # training (gnn.decision_training) serves an onboarding model to the API's applicant path
+    # and this (behaviour) model to the hourly re-score of users with history.
+    applicant_model: RiskModel | None = field(default=None, repr=False)
+
+    @property
+    def for_applicants(self) -> RiskModel:
+        """The model the onboarding path scores applicants with."""
+        return self.applicant_model if self.applicant_model is not None else self
 
     def label_mask(self, dataset: NodeDataset) -> np.ndarray:
         """Which of ``dataset``'s users had their label read in training (new users: none).

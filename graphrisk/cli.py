@@ -254,8 +254,21 @@ def train_cmd(
         float, typer.Option(min=0.01, max=1.0, help="Precision of the block band.")
     ] = 0.9,
     promote: Annotated[bool, typer.Option(help="Promote the new version if it passes the gate.")] = True,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Train one model per decision point from this event "
+            "history instead (onboarding rows at each application, refresh rows as of each hour).",
+        ),
+    ] = None,
 ) -> None:
-    """Train user risk models on the snapshot, keep the best servable one on validation, register it."""
+    """Train user risk models on the snapshot, keep the best servable one on validation, register it.
+
+    With ``--events``, replay the history and fit an onboarding model (served to new applicants)
+    and a behaviour model (the hourly re-score), each from rows taken at its moment, validated on
+    the latest period, reading only labels known ``GRAPHRISK_LABEL_DELAY_H`` after onboarding."""
     import pandas as pd
     import torch
 
@@ -266,8 +279,11 @@ def train_cmd(
     s = _settings()
     table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
     registry = _registry(s)
-    with _errors_exit(), _spinner("training candidates"):
-        meta, report = train_entity_model(
+    if events is not None:
+        meta, report = _train_decision_points(s, events, table, registry)
+    else:
+        with _errors_exit(), _spinner("training candidates"):
+            meta, report = train_entity_model(
             s.snapshot_dir, table[["user_id", "is_fraud"]], registry, tuple(c.strip() for c in candidates.split(",")),
             split=split, seed=seed, target_precision=target_precision, log=console.print,
         )  # fmt: skip
@@ -279,6 +295,33 @@ def train_cmd(
         except RegistryError as exc:
             console.print(f"[yellow]{exc}[/yellow]")
     save_report(s, "train", {"version": meta.version, "promoted": promoted, **report})
+
+
+def _train_decision_points(
+    s: Settings, events: Path, labels: Any, registry: Any
+) -> tuple[Any, dict[str, Any]]:
+    from gnn.backtest import BacktestConfig
+    from gnn.decision_training import DecisionPointError, train_decision_point_models
+    from pipelines.event_log import read_event_log
+    from pipelines.parse import FutureEventLimit
+    from pipelines.refresh import discover_partitions
+
+    parts = [p.path for p in discover_partitions(events)]
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+        task = progress.add_task("reading events", total=len(parts))
+        limit = FutureEventLimit(int(time.time() * 1000), s.future_event_tolerance_s)
+        with _errors_exit():
+            log = read_event_log(events, parts, s, lambda n: progress.advance(task, n), limit)
+        replay = progress.add_task("replaying hours", total=None)
+        try:
+            return train_decision_point_models(
+                log, labels, registry, BacktestConfig(label_delay_h=s.label_delay_h),
+                lambda i, n: progress.update(replay, completed=i, total=n),
+            )  # fmt: skip
+        except DecisionPointError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
 
 
 @app.command("score")

@@ -1,0 +1,147 @@
+"""``graphrisk train --events``: one model per decision point, from the event history, served.
+
+The history is replayed hour by hour (:func:`gnn.backtest.run_backtest` with no test period):
+every applicant's onboarding row and, once a day, users' refresh rows are kept. At the cut-off
+(the history's last hour) an onboarding model and a behaviour model are fitted from the rows
+whose labels were known by then (:func:`gnn.decision_models.fit_decision_model`). Both are
+registered as one version: the behaviour model scores the snapshot's users
+(:func:`gnn.scoring.score_users`), the onboarding model new applicants (``RiskModel.for_applicants``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gnn.asof import ONBOARDING, REFRESH, applicants
+from gnn.backtest import BacktestConfig, fit_point_models, run_backtest
+from gnn.data.dataset import NodeDataset
+from gnn.decision_models import DecisionModel, known_by
+from gnn.models.base import tabular_features
+from gnn.registry import ModelMeta, ModelRegistry
+from gnn.training import RiskModel
+from pipelines.event_log import EventLog
+
+
+class DecisionPointError(ValueError):
+    """A decision point's model could not be fitted from the history given."""
+
+
+class DecisionScorer:
+    """A decision-point booster behind the scorer interface serving reads (inputs, predictions).
+
+    Its rows come from the same feature functions as training: refresh rows are
+    :func:`gnn.models.base.tabular_features` of the graph, onboarding rows the API's star.
+    """
+
+    serves_new_graph = True
+    serves_applicants = True
+    serving_limit = ""
+
+    def __init__(self, model: DecisionModel) -> None:
+        self.name = f"gbdt-{model.point}"
+        self.point = model.point
+        self.features = model.options
+        self.feature_names = list(model.feature_names)
+        self.booster_ = model.booster
+        self._best_iteration = None
+        self.extra_features = None
+        self.validation_scores_: np.ndarray | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What was fitted, JSON-able."""
+        return {"name": self.name, "point": self.point, "features": vars(self.features),
+                "rounds": self.booster_.current_iteration()}  # fmt: skip
+
+    def fit(self, dataset: NodeDataset, split: Any) -> DecisionScorer:
+        """Not fitted on a split: see :func:`gnn.decision_models.fit_decision_model`."""
+        raise TypeError("decision-point models are fitted from replayed rows (graphrisk train --events)")
+
+    def inputs(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """Rows the trees read for every user of ``dataset`` (the models read no labels)."""
+        return tabular_features(dataset, np.zeros(dataset.num_nodes, dtype=bool), self.features)[0]
+
+    def predict_inputs(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
+        """Uncalibrated scores of rows from :meth:`inputs`."""
+        return self.booster_.predict(x, num_threads=threads).astype(np.float64)
+
+    def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """Uncalibrated scores of every user of ``dataset``."""
+        return self.predict_inputs(self.inputs(dataset))
+
+
+def _risk_model(model: DecisionModel, labels: pd.DataFrame) -> RiskModel:
+    return RiskModel(
+        DecisionScorer(model), model.calibrator, model.review_threshold, model.block_threshold,
+        list(model.feature_names), labels,
+    )  # fmt: skip
+
+
+def train_decision_point_models(
+    log: EventLog,
+    labels: pd.DataFrame,
+    registry: ModelRegistry,
+    config: BacktestConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[ModelMeta, dict[str, Any]]:
+    """Replay ``log``, fit both decision points' models at its last hour, register them.
+
+    Raises:
+        DecisionPointError: a point lacks labels known by the cut-off.
+    """
+    cfg = replace(config or BacktestConfig(), train_hours=10**7)  # collect rows only: no test period
+    result = run_backtest(log, labels, cfg, progress)
+    onboarded_at = (
+        pd.DataFrame({"user_id": labels["user_id"]})
+        .merge(_onboarding_times(log), on="user_id", how="left")
+        .set_index("user_id")["time"]
+    )
+    fits: list[dict[str, Any]] = []
+    models = fit_point_models(result.rows, result.end, cfg, labels, onboarded_at, fits)
+    missing = [p for p in (ONBOARDING, REFRESH) if p not in models]
+    if missing:
+        raise DecisionPointError("; ".join(str(f.get("error")) for f in fits if "error" in f))
+    known = labels[known_by(onboarded_at.reindex(labels["user_id"]).fillna(np.inf).to_numpy(), result.end,
+                            cfg.label_delay_h)][["user_id", "is_fraud"]].reset_index(drop=True)  # fmt: skip
+    behaviour = _risk_model(models[REFRESH], known)
+    behaviour.applicant_model = _risk_model(models[ONBOARDING], known)
+    metrics = {
+        "val_auprc": models[REFRESH].metrics["val_auprc"],
+        **{f"{p}_{k}": v for p, m in models.items() for k, v in m.metrics.items()},
+    }
+    meta = registry.register(
+        behaviour,
+        {
+            "model_name": "decision-points",
+            "snapshot_hash": f"events-until-{result.end}",
+            "feature_names": list(models[REFRESH].feature_names),
+            "hyperparameters": {
+                p: json.loads(json.dumps(DecisionScorer(m).config, default=str)) for p, m in models.items()
+            },
+            "metrics": metrics,
+            "dataset": (
+                f"event history to {result.end} (epoch ms): onboarding rows at each application, refresh rows "
+                f"every {cfg.sample_every_h} h; time-ordered validation (latest 30 %), labels known "
+                f"{cfg.label_delay_h} h after onboarding"
+            ),
+            "threshold": models[REFRESH].block_threshold,
+            "notes": {
+                "moments": {
+                    p: {"block": m.block_threshold, "review": m.review_threshold, "cutoff": m.cutoff_ms}
+                    for p, m in models.items()
+                },
+                "applicant_features": list(models[ONBOARDING].feature_names),
+            },
+        },
+    )
+    return meta, {"models": fits, "timings_s": result.timings_s, "cutoff": result.end}
+
+
+def _onboarding_times(log: EventLog) -> pd.DataFrame:
+    return applicants(log.clean).groupby("user_id", as_index=False)["time"].min()
