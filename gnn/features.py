@@ -11,6 +11,8 @@ give directed ones an explicit reverse type, so "incoming" covers every neighbou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -272,18 +274,82 @@ def history_label_features(
     return frame.to_numpy(np.float32), list(frame.columns)
 
 
-def scale_features(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """GNN input scaling: signed ``log1p`` (heavy-tailed amounts), standardise, NaN -> 0.
+def signed_log1p(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``sign(x) * log1p(|x|)`` as a float32 tensor (heavy-tailed amounts)."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
+    return torch.sign(t) * torch.log1p(t.abs())
 
-    Statistics are over all nodes and use no labels, so they may include test nodes.
+
+@dataclass(frozen=True, eq=False)
+class FeatureScaler:
+    """GNN input scaling fitted once: signed ``log1p``, missing -> training mean, standardise.
+
+    ``mean`` and ``std`` are per column of the signed-log values of the rows it was fitted on
+    (NaN and infinite values count as missing; ``std`` is that of the mean-imputed column).
+    Transforming any matrix uses these statistics only, so a node's scaled row never depends
+    on which other nodes are scored with it. A missing value scales to 0 (the training mean);
+    a column constant in training keeps its deviation from that constant unscaled. Statistics
+    are float32 NumPy arrays: they pickle with the model and move to whatever device the
+    input is on.
     """
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    t = torch.sign(t) * torch.log1p(t.abs())
-    mean = torch.nanmean(t, dim=0)
-    filled = torch.where(torch.isnan(t), mean.expand_as(t), t)
-    std = filled.std(dim=0).clamp_min(1e-6)
-    out = (filled - mean) / std
-    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray | torch.Tensor, rows: np.ndarray | None = None, chunk: int = 65_536
+    ) -> FeatureScaler:
+        """Statistics of ``x[rows]`` (default: all rows); no rows gives mean 0, std 1.
+
+        Two passes over ``chunk`` rows at a time, in float64: a million rows never need a
+        float64 copy of the whole matrix.
+        """
+        idx = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        width = x.shape[1]
+        parts = [idx[i : i + chunk] for i in range(0, len(idx), chunk)]
+
+        def block(part: np.ndarray) -> torch.Tensor:
+            t = x[torch.as_tensor(part)] if isinstance(x, torch.Tensor) else x[part]
+            return signed_log1p(t).detach().cpu().to(torch.float64)
+
+        total = torch.zeros(width, dtype=torch.float64)
+        count = torch.zeros(width, dtype=torch.float64)
+        for part in parts:
+            t = block(part)
+            ok = torch.isfinite(t)
+            total += torch.where(ok, t, 0.0).sum(dim=0)
+            count += ok.sum(dim=0)
+        mean = total / count.clamp_min(1)  # a column never seen: mean 0
+        squares = torch.zeros(width, dtype=torch.float64)
+        for part in parts:
+            t = block(part)
+            squares += torch.where(torch.isfinite(t), t - mean, 0.0).pow(2).sum(dim=0)
+        # Unbiased std of the column with its missing values imputed to the mean (they add 0).
+        std = (squares / max(len(idx) - 1, 1)).sqrt()
+        std = torch.where(std > 1e-6, std, 1.0)
+        return cls(mean.numpy().astype(np.float32), std.numpy().astype(np.float32))
+
+    @property
+    def width(self) -> int:
+        """Number of columns."""
+        return int(self.mean.shape[0])
+
+    def transform(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Scaled float32 tensor (on ``x``'s device when ``x`` is a tensor); missing -> 0.
+
+        Raises:
+            ValueError: ``x`` has another number of columns than the scaler was fitted on.
+        """
+        t = signed_log1p(x)
+        if t.shape[-1] != self.width:
+            raise ValueError(f"FeatureScaler fitted on {self.width} columns, got {t.shape[-1]}")
+        mean = torch.as_tensor(self.mean, device=t.device)
+        std = torch.as_tensor(self.std, device=t.device)
+        t.sub_(mean).div_(std)  # t is a fresh tensor: scaled in place (inputs can be gigabytes)
+        return torch.nan_to_num_(t, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _adjacency(edge_index: torch.Tensor | np.ndarray, num_nodes: int) -> sp.csr_matrix:

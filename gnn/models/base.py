@@ -83,8 +83,8 @@ def tabular_features(
 ) -> tuple[np.ndarray, list[str]]:
     """Own features plus the derived ones of ``options``; labels only from ``label_mask``.
 
-    ``label_prior`` is the rate label features shrink towards (default: the dataset's
-    ``label_prior``, else the fraud rate among ``label_mask``).
+    ``label_prior`` is the rate label and history-label features shrink towards (default: the
+    dataset's ``label_prior``, else the fraud rate among ``label_mask``).
     """
     if label_prior is None:
         label_prior = dataset.label_prior
@@ -100,7 +100,7 @@ def tabular_features(
         blocks.append(m)
         names += n
     if options.history_labels and dataset.history_keys:
-        m, n = history_label_features(dataset, label_mask)
+        m, n = history_label_features(dataset, label_mask, prior=label_prior)
         blocks.append(m)
         names += n
     return join_columns(blocks), names

@@ -8,11 +8,12 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from gnn.data.dataset import NodeDataset, Split
-from gnn.features import scale_features
+from gnn.features import FeatureScaler
 
 
 class LogisticScorer:
-    """Logistic regression on scaled own features (signed log, standardised, NaN -> mean).
+    """Logistic regression on scaled own features (signed log, standardised, NaN -> mean), the
+    scaling fitted on the training nodes (:class:`gnn.features.FeatureScaler`, ``scaler_``).
 
     Args:
         c: Inverse regularisation strength.
@@ -20,12 +21,11 @@ class LogisticScorer:
     """
 
     name = "logreg"
-    # As the GNNs: inputs standardised with the scored dataset's own statistics.
+    # Inputs are scaled with the training nodes' statistics and a score reads only the node's
+    # own row: an applicant's star (gnn.online) gives it the applicant's batch-definition row.
     serves_new_graph = True
-    serves_applicants = False
-    serving_limit = (
-        "inputs are standardised over the scored graph; one applicant's star has no such statistics"
-    )
+    serves_applicants = True
+    serving_limit = ""
 
     def __init__(self, c: float = 1.0, seed: int = 0) -> None:
         self.c = c
@@ -33,6 +33,7 @@ class LogisticScorer:
         self.feature_names: list[str] = []
         self.validation_scores_: np.ndarray | None = None
         self.model_: LogisticRegression | None = None
+        self.scaler_: FeatureScaler | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -41,7 +42,8 @@ class LogisticScorer:
 
     def fit(self, dataset: NodeDataset, split: Split) -> LogisticScorer:
         """Fit on ``split.train``; score ``split.val``."""
-        x = scale_features(dataset.x).numpy()
+        self.scaler_ = FeatureScaler.fit(dataset.x, split.train)
+        x = self.scaler_.transform(dataset.x).numpy()
         self.feature_names = list(dataset.feature_names)
         self.model_ = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed)
         self.model_.fit(x[split.train], dataset.y[split.train])
@@ -49,10 +51,18 @@ class LogisticScorer:
         return self
 
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
-        """P(fraud) per target node (``label_mask`` unused: no label features)."""
+        """P(fraud) per target node (``label_mask`` unused: no label features).
+
+        Raises:
+            ValueError: ``dataset``'s own features are not the ones the model was fit on.
+        """
         if self.model_ is None:
             raise RuntimeError("LogisticScorer.predict_proba before fit")
-        return self.model_.predict_proba(scale_features(dataset.x).numpy())[:, 1]
+        if getattr(self, "scaler_", None) is None:  # pickled before the scaler was stored
+            raise RuntimeError("LogisticScorer was fit without a stored input scaler; refit it")
+        if list(dataset.feature_names) != self.feature_names:
+            raise ValueError("LogisticScorer: the dataset's feature columns are not the ones it was fit on")
+        return self.model_.predict_proba(self.scaler_.transform(dataset.x).numpy())[:, 1]
 
     def __repr__(self) -> str:
         return f"LogisticScorer(C={self.c})"

@@ -2,7 +2,9 @@
 
 The graphs here have at most a few hundred thousand nodes, so every epoch runs the whole graph
 (no neighbour sampling: pyg-lib / torch-sparse are not required). Inputs are the target nodes'
-own features plus their training-label features, scaled by :func:`gnn.features.scale_features`.
+own features plus their training-label features, scaled by :class:`gnn.features.FeatureScaler`
+fitted once at ``fit`` (target type: training nodes; other types: the training graph's nodes) and
+stored on the scorer, so a node's score never depends on which other nodes are scored with it.
 """
 
 from __future__ import annotations
@@ -19,25 +21,72 @@ from torch_geometric.utils import k_hop_subgraph
 
 from gnn.data.dataset import NodeDataset, Split
 from gnn.device import get_device
-from gnn.features import scale_features
+from gnn.features import FeatureScaler
 from gnn.models.base import FeatureOptions, seed_everything, tabular_features
 from gnn.models.losses import focal_loss, weighted_bce
 
 
-def gnn_inputs(
-    dataset: NodeDataset, label_mask: np.ndarray, features: FeatureOptions
-) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str, str], torch.Tensor], list[str]]:
-    """``x_dict`` (scaled; types without features get a constant column) and ``edge_index_dict``."""
-    x, names = tabular_features(dataset, label_mask, features)
-    x_dict = {dataset.target: scale_features(x)}
+def raw_inputs(
+    dataset: NodeDataset, label_mask: np.ndarray, features: FeatureOptions, label_prior: float | None = None
+) -> tuple[dict[str, np.ndarray | torch.Tensor | None], list[str]]:
+    """Unscaled inputs per node type (``None``: a type without features) and the target's names;
+    label features shrink towards ``label_prior`` (see :func:`tabular_features`)."""
+    x, names = tabular_features(dataset, label_mask, features, label_prior=label_prior)
+    raw: dict[str, np.ndarray | torch.Tensor | None] = {dataset.target: x}
     for nt in dataset.data.node_types:
-        if nt == dataset.target:
-            continue
-        xs = dataset.data[nt].x
-        n = dataset.data[nt].num_nodes
-        x_dict[nt] = scale_features(xs) if xs is not None and xs.shape[1] > 0 else torch.ones((n, 1))
+        if nt != dataset.target:
+            xs = dataset.data[nt].x
+            raw[nt] = xs if xs is not None and xs.shape[1] > 0 else None
+    return raw, names
+
+
+def training_prior(dataset: NodeDataset, train: np.ndarray) -> float:
+    """The rate label features shrink towards: the dataset's ``label_prior``, else the fraud
+    rate of the labelled training nodes (what :func:`gnn.features.label_features` would use)."""
+    if dataset.label_prior is not None:
+        return float(dataset.label_prior)
+    known = train & (dataset.y >= 0)
+    return float((dataset.y[known] == 1).sum() / max(int(known.sum()), 1))
+
+
+def fit_scalers(
+    raw: dict[str, np.ndarray | torch.Tensor | None], target: str, train: np.ndarray
+) -> dict[str, FeatureScaler]:
+    """One :class:`FeatureScaler` per node type with features: the target type's fitted on the
+    ``train`` nodes, every other type's on all its nodes (they carry no labels or split)."""
+    return {
+        nt: FeatureScaler.fit(x, train if nt == target else None) for nt, x in raw.items() if x is not None
+    }
+
+
+def scale_inputs(
+    dataset: NodeDataset,
+    raw: dict[str, np.ndarray | torch.Tensor | None],
+    scalers: dict[str, FeatureScaler],
+) -> dict[str, torch.Tensor]:
+    """``raw`` scaled with the fitted ``scalers``; types without features get a constant column."""
+    x_dict = {}
+    for nt, x in raw.items():
+        if x is None:
+            x_dict[nt] = torch.ones((dataset.data[nt].num_nodes, 1))
+        elif nt not in scalers:
+            raise ValueError(f"node type {nt!r} has features here but had none when the model was fit")
+        else:
+            x_dict[nt] = scalers[nt].transform(x)
+    return x_dict
+
+
+def gnn_inputs(
+    dataset: NodeDataset,
+    label_mask: np.ndarray,
+    features: FeatureOptions,
+    scalers: dict[str, FeatureScaler],
+    label_prior: float | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str, str], torch.Tensor], list[str]]:
+    """``x_dict`` (:func:`scale_inputs`), ``edge_index_dict`` and the target's feature names."""
+    raw, names = raw_inputs(dataset, label_mask, features, label_prior)
     edge_index_dict = {et: dataset.data[et].edge_index for et in dataset.data.edge_types}
-    return x_dict, edge_index_dict, names
+    return scale_inputs(dataset, raw, scalers), edge_index_dict, names
 
 
 class GNNScorer:
@@ -62,13 +111,15 @@ class GNNScorer:
     """
 
     name = "gnn"
-    # scale_features standardises inputs with the scored dataset's own statistics: a whole
-    # graph has population statistics like the training one, an applicant's star of a few
-    # users does not (alone, every input standardises to 0 whatever it was).
+    # Inputs are scaled with statistics fitted at ``fit`` (``scalers_``), so scoring an
+    # applicant's star gives the applicant its own scaled row. But the star holds each
+    # neighbour with only the identifier it shares with the applicant: the neighbours' label
+    # features, and the messages they pass on, are not the batch graph's.
     serves_new_graph = True
     serves_applicants = False
     serving_limit = (
-        "inputs are standardised over the scored graph; one applicant's star has no such statistics"
+        "an applicant's star holds each neighbour with only the identifier it shares with the applicant, "
+        "so the neighbours' inputs and messages differ from the batch graph's"
     )
 
     def __init__(
@@ -100,6 +151,8 @@ class GNNScorer:
         self.validation_scores_: np.ndarray | None = None
         self.label_mask_: np.ndarray | None = None
         self.module_: nn.Module | None = None
+        self.scalers_: dict[str, FeatureScaler] | None = None
+        self.label_prior_: float | None = None
         self.best_epoch_: int = 0
 
     @property
@@ -125,9 +178,14 @@ class GNNScorer:
         """Full-batch training on ``split.train``; keep the epoch with the best validation AUPRC."""
         seed_everything(self.seed)
         dev = get_device(self.device)
-        x_dict, ei_dict, self.feature_names = gnn_inputs(dataset, split.train, self.features)
-        x_dict = {k: v.to(dev) for k, v in x_dict.items()}
-        ei_dict = {k: v.to(dev) for k, v in ei_dict.items()}
+        # Fixed here, like the scalers: with the prior taken from the scored set's readable
+        # labels, adding labelled nodes anywhere would move every node's label features.
+        self.label_prior_ = training_prior(dataset, split.train)
+        raw, self.feature_names = raw_inputs(dataset, split.train, self.features, self.label_prior_)
+        self.scalers_ = fit_scalers(raw, dataset.target, split.train)
+        x_dict = {k: v.to(dev) for k, v in scale_inputs(dataset, raw, self.scalers_).items()}
+        del raw
+        ei_dict = {et: dataset.data[et].edge_index.to(dev) for et in dataset.data.edge_types}
         metadata = (list(x_dict), list(ei_dict))
         self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(
             dev
@@ -168,12 +226,21 @@ class GNNScorer:
 
     @torch.no_grad()
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
-        """P(fraud) per target node, full graph."""
+        """P(fraud) per target node, full graph, inputs scaled as at ``fit``.
+
+        ``label_mask`` (default: the training nodes) says whose labels the label features
+        read; pass one for any dataset other than the training one. Label rates shrink towards
+        the training prior (``label_prior_``), whatever the dataset's own.
+        """
         if self.module_ is None:
             raise RuntimeError(f"{type(self).__name__}.predict_proba before fit")
+        scalers = getattr(self, "scalers_", None)  # absent from scorers pickled before it existed
+        if scalers is None:
+            raise RuntimeError(f"{type(self).__name__} was fit without stored input scalers; refit it")
         dev = next(self.module_.parameters()).device
         mask = self.label_mask_ if label_mask is None else label_mask
-        x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features)
+        prior = getattr(self, "label_prior_", None)
+        x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features, scalers, prior)
         self.module_.eval()
         logits = self.module_(
             {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
@@ -181,11 +248,16 @@ class GNNScorer:
         return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights, config and feature names, for a registry to save."""
+        """Weights, input scalers and label prior, config and feature names, for a registry to save."""
         return {
             "config": self.config,
             "feature_names": self.feature_names,
             "weights": None if self.module_ is None else self.module_.state_dict(),
+            "label_prior": self.label_prior_,
+            "scalers": {
+                nt: {"mean": torch.as_tensor(sc.mean), "std": torch.as_tensor(sc.std)}
+                for nt, sc in (self.scalers_ or {}).items()
+            },
         }
 
     def __repr__(self) -> str:
