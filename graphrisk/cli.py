@@ -248,7 +248,13 @@ def train_cmd(
             "new applicants) are fitted, the rest are reported as not selectable."
         ),
     ] = "gbdt",
-    split: Annotated[str, typer.Option(help="random (stratified 60/20/20) or time.")] = "random",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="random (stratified 60/20/20) or time; both measure the end of the snapshot: "
+            "--events trains on rows taken at their moments, in time order."
+        ),
+    ] = "random",
     seed: Annotated[int, typer.Option(help="Seed for the split and the models.")] = 0,
     target_precision: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="Precision of the block band.")
