@@ -112,6 +112,8 @@ def main() -> None:
         write_plots(report, result, args.plots)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
+        # Every scored applicant, for anyone re-cutting the figures.
+        result.onboarding.to_parquet(args.json.with_suffix(".onboarding.parquet"), index=False)
         args.json.write_text(json.dumps(report, indent=2, default=_plain))
 
 

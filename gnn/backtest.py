@@ -182,7 +182,9 @@ def run_backtest(
         testing = h >= first_cutoff
         if testing and (last_fit is None or h - last_fit >= cfg.retrain_every_h * HOUR_MS):
             t_fit = time.perf_counter()
-            models |= fit_point_models({ONBOARDING: onb, REFRESH: beh}, h, cfg, labels, onboarded_at, model_log)
+            models |= fit_point_models(
+                {ONBOARDING: onb, REFRESH: beh}, h, cfg, labels, onboarded_at, model_log
+            )
             last_fit = h
             timings["train"] += time.perf_counter() - t_fit
             ring_model = _fit_ring_model(state, models.get(REFRESH), labels, onboarded, h, cfg, model_log)
@@ -432,12 +434,17 @@ def backtest_report(
         report["refresh"] = _by_typology(ref, "score", "flag")
     report["rings"] = _ring_report(result, log, labels, cfg)
     flagged = result.flagged_users
-    # Applicants are flagged at their application; count them in the hour they applied.
+    # Applicants are flagged at their application; count them in the hour they applied. The first
+    # refresh after the cut-off flags the whole existing book at once: a backlog, counted apart.
+    first = (flagged["hour"] // HOUR_MS * HOUR_MS == result.first_cutoff) & (flagged["point"] == REFRESH)
+    backlog = int(first.sum())
+    flagged = flagged[~first]
     load = (
         flagged.groupby(flagged["hour"] // HOUR_MS * HOUR_MS).size() if len(flagged) else pd.Series(dtype=int)
     )
     report["review_load"] = {
-        "users_flagged": len(flagged),
+        "backlog_at_first_refresh": backlog,
+        "users_flagged_after_it": len(flagged),
         "per_hour_mean": float(load.reindex(range(result.first_cutoff, result.end + 1, HOUR_MS), fill_value=0).mean())
         if len(load) else 0.0,
         "per_hour_max": int(load.max()) if len(load) else 0,
@@ -466,6 +473,18 @@ def _after_second_member(onb: pd.DataFrame, labels: pd.DataFrame) -> dict[str, A
         }
     # Every flagged applicant counts against precision, whatever it is.
     out["precision_at_block_all_applicants"] = flagged_fraud / max(flagged_total, 1)
+    # The best any threshold could do on this period's own curve (chosen looking at the period's
+    # labels, so not an operating point: it separates ranking from threshold choice).
+    target = (frame["typology"].isin(["device_farm", "synthetic_identity"]) & (frame["rank"] >= 2)).to_numpy()
+    order = np.argsort(-frame["score"].to_numpy(), kind="stable")
+    fraud = np.cumsum(frame["is_fraud"].to_numpy()[order] == 1)
+    hits = np.cumsum(target[order])
+    precision = fraud / np.arange(1, len(order) + 1)
+    ok = precision >= 0.9
+    out["best_recall_at_precision_0.9_on_period_curve"] = (
+        float(hits[ok].max() / max(target.sum(), 1)) if ok.any() else 0.0
+    )
+    out["fraud_rate_of_applicants"] = float(frame["is_fraud"].mean())
     return out
 
 

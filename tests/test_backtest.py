@@ -51,7 +51,11 @@ def test_replay_scores_each_decision_with_a_model_of_the_past(
     report = backtest_report(result, log, labels, cfg)
     assert 0 <= report["onboarding"]["overall"]["auprc"] <= 1
     assert "onboarding_users_end_of_window" in report and "refresh" in report
-    assert report["review_load"]["users_flagged"] == len(result.flagged_users)
+    load = report["review_load"]
+    assert load["backlog_at_first_refresh"] + load["users_flagged_after_it"] == len(result.flagged_users)
+    assert (
+        0 <= report["onboarding"]["after_second_member"]["best_recall_at_precision_0.9_on_period_curve"] <= 1
+    )
     for ring in report["rings"].get("rings", []):
         assert ring["anchor"] >= result.first_cutoff
         if ring["detected"] is not None:
