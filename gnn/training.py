@@ -31,9 +31,9 @@ from gnn.thresholds import band_fractions, threshold_for_band, threshold_for_pre
 from graphrisk.errors import GraphRiskError
 from pipelines.snapshot import read_manifest
 
-# Only models every serving path can use: `stack` cannot score any graph but its training one,
-# and the GNNs and logreg standardise inputs over the scored graph, which one applicant's
-# neighbourhood is not (see each scorer's `serving_limit`).
+# Only models every serving path can use, and the one that measures best: `stack` cannot score
+# any graph but its training one, and the GNNs see a different neighbourhood on an applicant's
+# star than in the batch graph (see each scorer's `serving_limit`).
 DEFAULT_CANDIDATES = ("gbdt",)
 
 # The entity graph has ~60 user features and 18 relation types, so 2-hop aggregates give

@@ -152,7 +152,7 @@ def as_tensor_x(x: np.ndarray) -> torch.Tensor:
     """float32 tensor; infinities become NaN.
 
     NaN ("no history") is kept: the GBDT reads it as missing, and GNN models map it to 0
-    after scaling (:func:`gnn.features.scale_features`).
+    after scaling (:class:`gnn.features.FeatureScaler`, fitted at fit time).
     """
     t = torch.as_tensor(np.asarray(x, dtype=np.float32))
     return torch.where(torch.isinf(t), torch.full_like(t, float("nan")), t)
