@@ -3,8 +3,9 @@
 Speed (default): each step timed, peak memory printed, nothing asserted.
 
 1. ``generate`` the population (skipped when ``--world`` already holds events);
-2. snapshot tables straight from the events with pandas (:mod:`gnn.rings.events_snapshot`,
-   cheap canonical identifiers: no store, no pipeline);
+2. snapshot tables by the pipeline's own stages, in-process (:mod:`pipelines.event_tables`:
+   validation, normalisers, keyed pseudonyms and merges of ``graphrisk refresh``; no Beam, no
+   store);
 3. **timed**: candidate clusters (user graph, learned hub cut-offs, Leiden) and cluster features;
 4. **timed**: ring model training (with labels) and scoring of every cluster.
 
@@ -13,7 +14,7 @@ Run: ``python bench/rings.py --users 1000000 --world var/bench-1m``.
 Quality on an unseen seed (``--eval-seed``): the ring model is trained on the world of
 ``--seed`` and scores the world of ``--eval-seed``, which nothing was tuned on; ring-level
 precision and recall per typology (a planted ring is found when one flagged cluster covers it
-with Jaccard >= 0.5). Identifiers go through the pipeline's normalisers (``exact``). No node
+with Jaccard >= 0.5). Both graphs are built by the pipeline's code, as in step 2. No node
 scores are used: the figures are the ring model's own.
 
 Run: ``python bench/rings.py --users 60000 --seed 8 --eval-seed 99``.
@@ -38,10 +39,11 @@ import torch
 
 from gnn.rings.candidates import find_candidates
 from gnn.rings.evaluate import evaluate_rings
-from gnn.rings.events_snapshot import snapshot_from_events
 from gnn.rings.features import cluster_features
 from gnn.rings.model import cluster_labels, train_ring_model
+from graphrisk.config import load_settings
 from graphrisk.synthetic import generate
+from pipelines.event_tables import snapshot_tables
 
 
 def _peak_gb() -> float:
@@ -62,7 +64,7 @@ def speed(args: argparse.Namespace) -> dict[str, object]:
     _world(args.world, args.users, args.seed, args.days)
     out["generate_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    nodes, edges = snapshot_from_events(args.world / "events", exact=False)
+    nodes, edges = snapshot_tables(args.world / "events", load_settings())
     out["snapshot_s"] = round(time.perf_counter() - t, 1)
     out["edges"] = {r.value: len(df) for r, df in edges.items()}
     out["peak_gb_before_rings"] = round(_peak_gb(), 2)
@@ -102,7 +104,7 @@ def unseen_seed(args: argparse.Namespace) -> dict[str, object]:
     worlds = {}
     for role, seed in (("train", args.seed), ("eval", args.eval_seed)):
         root = _world(args.world / f"seed{seed}-{args.users}", args.users, seed, args.days)
-        nodes, edges = snapshot_from_events(root / "events", exact=True)
+        nodes, edges = snapshot_tables(root / "events", load_settings())
         t = time.perf_counter()
         cand = find_candidates(nodes, edges)
         feats = cluster_features(cand, nodes, edges, None)

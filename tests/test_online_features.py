@@ -14,9 +14,10 @@ from gnn.features import label_features, neighbour_features
 from gnn.models.base import FeatureOptions
 from gnn.online import APPLICANT_IDENTIFIERS
 from gnn.online_features import IdentifierLinks, StarFeatures, reference_row
-from gnn.rings.events_snapshot import snapshot_from_events, write_snapshot
+from graphrisk.config import load_settings
 from graphrisk.graph_schema import EDGE_TYPES
 from graphrisk.synthetic import generate
+from pipelines.event_tables import build_snapshot
 
 N_USERS = 40
 NOW = 1_769_000_000_000
@@ -101,7 +102,7 @@ def test_star_row_matches_the_batch_row_of_a_real_user(tmp_path: Path) -> None:
     """On a generated graph: a user with one identifier of each kind, re-scored as an applicant,
     gets the batch features of its identifier relations (the online path cannot drift from training)."""
     generate(tmp_path / "gen", users=1500, seed=5, days=7)
-    write_snapshot(*snapshot_from_events(tmp_path / "gen" / "events", exact=False), tmp_path / "snap")
+    build_snapshot(tmp_path / "gen" / "events", tmp_path / "snap", load_settings(environment="test"))
     labels = pd.read_parquet(tmp_path / "gen" / "labels" / "users.parquet")
     ds = entity_graph_dataset(tmp_path / "snap", labels, split="random", seeds=(0,))
     train = ds.splits[0].train

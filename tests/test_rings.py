@@ -19,15 +19,16 @@ from gnn.rings.candidates import (
     pass_through_pairs,
     split_component,
 )
-from gnn.rings.events_snapshot import snapshot_from_events
 from gnn.rings.features import identifier_usage, transfer_cycles
 from gnn.rings.identity import assign_ids
 from gnn.rings.run import find_rings
 from gnn.rings.transfers import member_scores, pattern_clusters, undirected_adjacency, weighted_triangles
-from graphrisk.config import Settings
+from graphrisk.config import Settings, load_settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.store import GraphStore
 from graphrisk.synthetic import generate
+from pipelines.event_log import EdgeTables, NodeTables
+from pipelines.event_tables import snapshot_tables
 from pipelines.snapshot import edge_schema, node_schema
 
 torch.set_num_threads(1)
@@ -355,10 +356,23 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def small_graph(small_world: Path) -> tuple[NodeTables, EdgeTables]:
+    """The small world's graph as the pipeline builds it (:mod:`pipelines.event_tables`)."""
+    return snapshot_tables(small_world / "events", load_settings(environment="test"))
+
+
+@pytest.fixture
+def small_tables(small_graph: tuple[NodeTables, EdgeTables]) -> tuple[NodeTables, EdgeTables]:
+    """A copy of the small world's graph for one test (built once per module)."""
+    nodes, edges = small_graph
+    return {k: v.copy() for k, v in nodes.items()}, {k: v.copy() for k, v in edges.items()}
+
+
 def test_write_back_and_stable_ids_across_refreshes(
-    store: GraphStore, settings: Settings, small_world: Path
+    store: GraphStore, settings: Settings, small_world: Path, small_tables: tuple[NodeTables, EdgeTables]
 ) -> None:
-    nodes, edges = snapshot_from_events(small_world / "events")
+    nodes, edges = small_tables
     labels = pd.read_parquet(small_world / "labels" / "users.parquet")
     users = nodes[NodeLabel.USER]
     store.write_rows(
@@ -429,8 +443,10 @@ def test_write_back_and_stable_ids_across_refreshes(
             assert not got & set(leave["user_id"])
 
 
-def test_min_score_keeps_only_scoring_clusters(settings: Settings, small_world: Path, tmp_path: Path) -> None:
-    tables = snapshot_from_events(small_world / "events")
+def test_min_score_keeps_only_scoring_clusters(
+    settings: Settings, small_world: Path, small_tables: tuple[NodeTables, EdgeTables], tmp_path: Path
+) -> None:
+    tables = small_tables
     labels = pd.read_parquet(small_world / "labels" / "users.parquet")
     reg = tmp_path / "reg"
     first = find_rings(settings, None, labels=labels, tables=tables, registry_dir=reg, now_ms=1_000)
@@ -454,10 +470,10 @@ def test_ring_quality_on_unseen_synthetic_graph(tmp_path: Path, settings: Settin
     train_dir, test_dir = tmp_path / "train", tmp_path / "test"
     generate(train_dir, users=12000, seed=41, days=14)
     generate(test_dir, users=12000, seed=43, days=14)
-    tr = snapshot_from_events(train_dir / "events")
+    tr = snapshot_tables(train_dir / "events", settings)
     find_rings(settings, None, labels=pd.read_parquet(train_dir / "labels/users.parquet"), tables=tr,
                registry_dir=tmp_path / "reg-train")  # fmt: skip
-    te = snapshot_from_events(test_dir / "events")
+    te = snapshot_tables(test_dir / "events", settings)
     labels = pd.read_parquet(test_dir / "labels/users.parquet")
     from gnn.rings.candidates import find_candidates as fc
     from gnn.rings.evaluate import evaluate_rings
