@@ -9,7 +9,7 @@ production graph: identifiers are the pipeline's keyed pseudonyms, invalid event
 as the pipeline dead-letters them, amounts are in the base currency, node properties are set.
 
 There is no second graph builder: the pandas builder that stood in for this path, with its own
-identifier canonicalisation, is gone (``gnn.rings.events_snapshot`` only forwards here).
+identifier canonicalisation, is gone.
 Cost: 0.35-0.6 s per 1,000 users (14 days of events) on a shared 2-core box, mostly phone-number
 normalisation; the pandas builder took a quarter of that but did not build the same graph
 (it kept events the pipeline rejects, counted users' events differently and set no properties).

@@ -20,7 +20,6 @@ from gnn.data.entity_graph import entity_graph_dataset
 from gnn.models import GBDTScorer, StackedScorer, make_model
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelRegistry
-from gnn.rings.events_snapshot import snapshot_from_events, write_snapshot
 from gnn.scoring import score_users
 from gnn.thresholds import band_fractions, threshold_for_band
 from gnn.training import DEFAULT_CANDIDATES, UnservableModelError, serving_gaps, train_entity_model
@@ -31,6 +30,7 @@ from graphrisk.events import parse_event
 from graphrisk.pseudonymise import Pseudonymiser
 from graphrisk.store import GraphStore
 from graphrisk.synthetic import generate
+from pipelines.event_tables import build_snapshot
 from pipelines.refresh import refresh
 
 torch.set_num_threads(1)
@@ -44,7 +44,7 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name, seed, users in (("train", 31, USERS), ("other", 32, 1500)):
         generate(root / name, users=users, seed=seed, days=7)
-        write_snapshot(*snapshot_from_events(root / name / "events", exact=False), root / f"{name}_snapshot")
+        build_snapshot(root / name / "events", root / f"{name}_snapshot")
         out[name] = root / name
         out[f"{name}_snapshot"] = root / f"{name}_snapshot"
     return out
