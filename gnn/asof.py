@@ -29,12 +29,11 @@ from gnn.data.entity_graph import entity_graph_from_tables
 from gnn.models.base import FeatureOptions, tabular_features
 from gnn.online import APPLICANT_IDENTIFIERS, applicant_row, with_recent
 from gnn.online_features import StarFeatures, reference_row, star_dataset
-from graphrisk.graph_schema import EDGE_TYPES, NodeLabel
+from graphrisk.graph_schema import EDGE_TYPES
 from pipelines.event_log import EdgeTables, GraphTimeline, NodeTables
 
 ONBOARDING = "onboarding"
 REFRESH = "refresh"
-DECISION_POINTS = (ONBOARDING, REFRESH)
 
 # The store caps an applicant's links (ApplicantScorer.max_links); a replay applies the same cap.
 DEFAULT_MAX_LINKS = 500
@@ -82,12 +81,11 @@ def onboarding_feature_names(own_names: list[str], options: FeatureOptions) -> l
     return reference_row(empty, np.zeros(1, dtype=bool), options, 0.0)[1]
 
 
-def star_of(state: HourState, options: FeatureOptions, labelled: pd.DataFrame | None = None) -> StarFeatures:
-    """The API's star feature builder over ``state``'s published users."""
+def star_of(state: HourState, options: FeatureOptions) -> StarFeatures:
+    """The API's star feature builder over ``state``'s published users (the models read no labels)."""
     own = state.published
     names = onboarding_feature_names(list(own.columns), options)
-    seen = labelled if labelled is not None else pd.DataFrame({"user_id": [], "is_fraud": []})
-    return StarFeatures(own, seen, options, names)
+    return StarFeatures(own, pd.DataFrame({"user_id": [], "is_fraud": []}), options, names)
 
 
 def applicant_links(
@@ -166,13 +164,3 @@ def refresh_rows(
     onboarded = ds.x[:, ds.feature_names.index("onboarded")] > 0
     keep = onboarded if users is None else np.isin(ds.node_ids, users) & onboarded
     return x[keep], names, np.asarray(ds.node_ids[keep])
-
-
-def user_nodes(state: HourState) -> pd.Series:
-    """Row of each user id in ``state.dataset``."""
-    return pd.Series(np.arange(state.dataset.num_nodes), index=pd.Index(state.dataset.node_ids))
-
-
-def user_table(nodes: NodeTables) -> pd.DataFrame:
-    """The users of ``nodes`` with their onboarding time."""
-    return nodes[NodeLabel.USER][["id", "onboarded_at"]]

@@ -107,6 +107,7 @@ class BacktestResult:
     end_of_window: pd.DataFrame  # user_id, score: refresh rows at the last hour, last model
     models: list[dict[str, Any]]
     rows: dict[str, DecisionRows]
+    onboarded_at: pd.Series  # user_id -> onboarding time (epoch ms)
     timings_s: dict[str, float]
     first_cutoff: int
     end: int
@@ -143,10 +144,6 @@ def run_backtest(
     end = (int(times.max()) // HOUR_MS + 1) * HOUR_MS
     first_cutoff = start + cfg.train_hours * HOUR_MS
     onboarded_at = apps.groupby("user_id")["time"].min()
-
-    def onboarded(users: np.ndarray) -> np.ndarray:
-        return onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
-
     timeline = GraphTimeline(facts)
     onb, beh = DecisionRows(), DecisionRows()
     models: dict[str, DecisionModel] = {}
@@ -187,7 +184,7 @@ def run_backtest(
             )
             last_fit = h
             timings["train"] += time.perf_counter() - t_fit
-            ring_model = _fit_ring_model(state, models.get(REFRESH), labels, onboarded, h, cfg, model_log)
+            ring_model = _fit_ring_model(state, models.get(REFRESH), labels, onboarded_at, h, cfg, model_log)
 
         if testing and len(hour_apps) and ONBOARDING in models:
             m = models[ONBOARDING]
@@ -248,10 +245,16 @@ def run_backtest(
         end_of_window=end_scores,
         models=model_log,
         rows={ONBOARDING: onb, REFRESH: beh},
+        onboarded_at=onboarded_at,
         timings_s=timings,
         first_cutoff=first_cutoff,
         end=end,
     )
+
+
+def onboarding_times(onboarded_at: pd.Series, users: np.ndarray) -> np.ndarray:
+    """Onboarding time of each user; never, for users without one (their labels never arrive)."""
+    return onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
 
 
 def fit_point_models(
@@ -269,7 +272,7 @@ def fit_point_models(
     for point, kept in rows.items():
         x, users, decided = kept.arrays()
         y = label_of.reindex(users).fillna(-1).to_numpy(np.int64)
-        onboarded = onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
+        onboarded = onboarding_times(onboarded_at, users)
         opts = cfg.onboarding_options if point == ONBOARDING else cfg.refresh_options
         try:
             model = fit_decision_model(
@@ -289,7 +292,7 @@ def _fit_ring_model(
     state: HourState,
     behaviour: DecisionModel | None,
     labels: pd.DataFrame,
-    onboarded: Callable[[np.ndarray], np.ndarray],
+    onboarded_at: pd.Series,
     cutoff: int,
     cfg: BacktestConfig,
     model_log: list[dict[str, Any]],
@@ -301,7 +304,7 @@ def _fit_ring_model(
     scores = _behaviour_scores(state, behaviour, cfg)
     feats = cluster_features(cand, state.nodes, state.edges, scores)
     users = labels["user_id"].to_numpy(object)
-    seen = labels[known_by(onboarded(users), cutoff, cfg.label_delay_h)]
+    seen = labels[known_by(onboarding_times(onboarded_at, users), cutoff, cfg.label_delay_h)]
     try:
         model = train_ring_model(feats, cluster_labels(cand, seen), seed=cfg.seed, version=f"rings@{cutoff}")
     except ValueError as exc:
@@ -370,10 +373,7 @@ def ring_milestones(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
     6 hours (bust-outs: the build-up is a few purchases per member over weeks, the bust several
     per member within hours).
     """
-    ring_of = labels.dropna(subset=["ring_id"]).set_index("user_id")["ring_id"]
-    clean = log.clean.select(["event_type", "user_id", "time", "counterparty_id", "amount"]).to_pandas()
-    clean["ring"] = clean["user_id"].map(ring_of)
-    clean["cp_ring"] = clean["counterparty_id"].map(ring_of)
+    clean = _ring_events(log, labels)
     onb = clean[(clean["event_type"] == "onboarding") & clean["ring"].notna()]
     rows = []
     for ring, members in labels.dropna(subset=["ring_id"]).groupby("ring_id"):
@@ -397,15 +397,21 @@ def ring_milestones(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ring_events(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
+    """Events with the planted ring of their user (``ring``) and of their counterparty (``cp_ring``)."""
+    ring_of = labels.dropna(subset=["ring_id"]).set_index("user_id")["ring_id"]
+    clean = log.clean.select(["event_type", "user_id", "time", "counterparty_id", "amount"]).to_pandas()
+    clean["ring"] = clean["user_id"].map(ring_of)
+    clean["cp_ring"] = clean["counterparty_id"].map(ring_of)
+    return clean
+
+
 def _money_out(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
     """Payments by ring members to anyone outside their ring: ``ring_id, time, amount``."""
-    ring_of = labels.dropna(subset=["ring_id"]).set_index("user_id")["ring_id"]
-    pay = log.clean.select(["event_type", "user_id", "time", "counterparty_id", "amount"]).to_pandas()
-    pay = pay[pay["event_type"] == "payment"]
-    pay["ring_id"] = pay["user_id"].map(ring_of)
-    pay = pay[pay["ring_id"].notna()]
-    out = pay[pay["counterparty_id"].map(ring_of) != pay["ring_id"]]
-    return out[["ring_id", "time", "amount"]]
+    events = _ring_events(log, labels)
+    pay = events[(events["event_type"] == "payment") & events["ring"].notna()]
+    out = pay[pay["cp_ring"] != pay["ring"]]
+    return out.rename(columns={"ring": "ring_id"})[["ring_id", "time", "amount"]]
 
 
 def backtest_report(

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gnn.asof import ONBOARDING, REFRESH, applicants
-from gnn.backtest import BacktestConfig, fit_point_models, run_backtest
+from gnn.asof import ONBOARDING, REFRESH
+from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run_backtest
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
 from gnn.models.base import tabular_features
@@ -97,18 +97,15 @@ def train_decision_point_models(
     """
     cfg = replace(config or BacktestConfig(), train_hours=10**7)  # collect rows only: no test period
     result = run_backtest(log, labels, cfg, progress)
-    onboarded_at = (
-        pd.DataFrame({"user_id": labels["user_id"]})
-        .merge(_onboarding_times(log), on="user_id", how="left")
-        .set_index("user_id")["time"]
-    )
     fits: list[dict[str, Any]] = []
-    models = fit_point_models(result.rows, result.end, cfg, labels, onboarded_at, fits)
+    models = fit_point_models(result.rows, result.end, cfg, labels, result.onboarded_at, fits)
     missing = [p for p in (ONBOARDING, REFRESH) if p not in models]
     if missing:
         raise DecisionPointError("; ".join(str(f.get("error")) for f in fits if "error" in f))
-    known = labels[known_by(onboarded_at.reindex(labels["user_id"]).fillna(np.inf).to_numpy(), result.end,
-                            cfg.label_delay_h)][["user_id", "is_fraud"]].reset_index(drop=True)  # fmt: skip
+    onboarded = onboarding_times(result.onboarded_at, labels["user_id"].to_numpy(object))
+    known = labels[known_by(onboarded, result.end, cfg.label_delay_h)][["user_id", "is_fraud"]].reset_index(
+        drop=True
+    )
     behaviour = _risk_model(models[REFRESH], known)
     behaviour.applicant_model = _risk_model(models[ONBOARDING], known)
     metrics = {
@@ -141,7 +138,3 @@ def train_decision_point_models(
         },
     )
     return meta, {"models": fits, "timings_s": result.timings_s, "cutoff": result.end}
-
-
-def _onboarding_times(log: EventLog) -> pd.DataFrame:
-    return applicants(log.clean).groupby("user_id", as_index=False)["time"].min()
