@@ -4,7 +4,7 @@ The Beam graph build (:class:`pipelines.graph_build.BuildEntityGraph`) aggregate
 per-batch totals, which is all the store and the snapshot need. Scoring *as of a moment* needs
 more: which facts existed before that moment. This module runs the very same stage functions
 the Beam transforms call (:func:`pipelines.read.read_chunks`, :func:`pipelines.parse.parse_chunk`,
-:func:`pipelines.clean_batch.clean_batch`, :func:`pipelines.dedupe.dedupe_table`,
+:func:`pipelines.pseudonymise.pseudonymise_batch`, :func:`pipelines.dedupe.dedupe_table`,
 :mod:`pipelines.extract`'s fact specs) and keeps one row per fact with its time, so a replay can
 fold any prefix of history into snapshot tables with the pipeline's own merges
 (:func:`pipelines.aggregate.merge_node_tables`, :func:`pipelines.aggregate.merge_edge_tables`).
@@ -30,12 +30,13 @@ from graphrisk.config import Settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.pseudonymise import Pseudonymiser
 from pipelines.aggregate import edge_fact_schema, merge_edge_tables, merge_node_tables, node_fact_schema
-from pipelines.clean_batch import CLEAN_SCHEMA, clean_batch
+from pipelines.clean_batch import CLEAN_SCHEMA
 from pipelines.dedupe import dedupe_table
 from pipelines.extract import EDGE_FACTS, NODE_FACTS, edge_facts, node_facts
 from pipelines.parse import FutureEventLimit, parse_chunk
+from pipelines.pseudonymise import pseudonymise_batch
 from pipelines.read import read_chunks
-from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
+from pipelines.records import DeadLetter
 from pipelines.snapshot import edge_schema, node_schema
 
 NodeTables = dict[NodeLabel, pd.DataFrame]
@@ -96,16 +97,8 @@ def read_event_log(
             log.dead += dead
             if not len(batch.table):
                 continue
-            clean, errors = clean_batch(
-                batch.table, batch.source, ids, settings.fx_rates, settings.default_phone_region
-            )
-            lines = batch.table.column("line").to_pylist()
-            rows = batch.table.column("row").to_pylist()
-            for i, exc in sorted(errors.items()):
-                log.dead.append(
-                    DeadLetter(batch.source, lines[i], STAGE_PSEUDONYMISE, exc.field, exc.reason,
-                               batch.chunk.record(rows[i]))
-                )  # fmt: skip
+            clean, dead = pseudonymise_batch(batch, ids, settings.fx_rates, settings.default_phone_region)
+            log.dead += dead
             parts.append(clean)
         if progress is not None:
             progress(1)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
 
 from graphrisk.clean_event import RepeatedIdentifiers, clean_event
@@ -20,6 +21,22 @@ from pipelines.parse import EventBatch
 from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
 
 DEAD = "dead"
+
+
+def pseudonymise_batch(
+    batch: EventBatch, ids: RepeatedIdentifiers, fx_rates: dict[str, float], default_phone_region: str | None
+) -> tuple[pa.Table, list[DeadLetter]]:
+    """A batch's clean table, and a dead letter (with the record as read) per row that cannot be cleaned."""
+    clean, errors = clean_batch(batch.table, batch.source, ids, fx_rates, default_phone_region)
+    lines = batch.table.column("line").to_pylist() if errors else []
+    rows = batch.table.column("row").to_pylist() if errors else []
+    dead = [
+        DeadLetter(
+            batch.source, lines[i], STAGE_PSEUDONYMISE, exc.field, exc.reason, batch.chunk.record(rows[i])
+        )
+        for i, exc in sorted(errors.items())
+    ]
+    return clean, dead
 
 
 class _PseudonymiseFn(beam.DoFn):
@@ -34,16 +51,9 @@ class _PseudonymiseFn(beam.DoFn):
 
     def process(self, batch: EventBatch) -> Iterator[Any]:
         assert self._ids is not None
-        clean, errors = clean_batch(batch.table, batch.source, self._ids, self._fx, self._region)
-        if errors:
-            lines = batch.table.column("line").to_pylist()
-            rows = batch.table.column("row").to_pylist()
-            for i, exc in sorted(errors.items()):
-                record = batch.chunk.record(rows[i])
-                yield pvalue.TaggedOutput(
-                    DEAD,
-                    DeadLetter(batch.source, lines[i], STAGE_PSEUDONYMISE, exc.field, exc.reason, record),
-                )
+        clean, dead = pseudonymise_batch(batch, self._ids, self._fx, self._region)
+        for letter in dead:
+            yield pvalue.TaggedOutput(DEAD, letter)
         # The raw records stay behind; only their origin travels on, for duplicate reports.
         if len(clean):
             yield clean
