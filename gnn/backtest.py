@@ -29,7 +29,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from gnn.asof import ONBOARDING, REFRESH, HourState, applicants, onboarding_rows, refresh_rows, star_of
 from gnn.decision_models import DecisionModel, NotEnoughLabelsError, fit_decision_model, known_by
 from gnn.models.base import FeatureOptions
-from gnn.rings.candidates import find_candidates
+from gnn.rings.candidates import Candidates, find_candidates
 from gnn.rings.features import cluster_features
 from gnn.rings.model import RingModel, best_ring_match, cluster_labels, train_ring_model
 from pipelines.event_log import EventLog, FactLog, GraphTimeline
@@ -156,12 +156,13 @@ def run_backtest(
     hours = list(range(start, end + 1, HOUR_MS))
     app_times = apps["time"].to_numpy(np.int64)
     last_fit = None
-    state: HourState | None = None
+    work: _HourWork | None = None
     for i, h in enumerate(hours):
         t0 = time.perf_counter()
         timeline.advance(h)
         t1 = time.perf_counter()
         state = HourState.of(timeline)
+        work = _HourWork(state, cfg.refresh_options)
         t2 = time.perf_counter()
         timings["fold"] += t1 - t0
         timings["state"] += t2 - t1
@@ -184,7 +185,7 @@ def run_backtest(
             )
             last_fit = h
             timings["train"] += time.perf_counter() - t_fit
-            ring_model = _fit_ring_model(state, models.get(REFRESH), labels, onboarded_at, h, cfg, model_log)
+            ring_model = _fit_ring_model(work, models.get(REFRESH), labels, onboarded_at, h, cfg, model_log)
 
         if testing and len(hour_apps) and ONBOARDING in models:
             m = models[ONBOARDING]
@@ -200,7 +201,7 @@ def run_backtest(
         sample_due = (h - start) % (cfg.sample_every_h * HOUR_MS) == 0
         t4 = time.perf_counter()
         if refresh_due and (sample_due or (testing and REFRESH in models)):
-            xr, names, ur = refresh_rows(state, cfg.refresh_options)
+            xr, names, ur = work.rows()
             beh.names = names
             if sample_due:
                 keep = _hash_share(ur, cfg.sample_share)
@@ -218,7 +219,7 @@ def run_backtest(
                 timings["refresh"] += t5 - t4
                 if ring_model is not None:
                     ring_out.append(
-                        _ring_flags(state, ring_model, pd.DataFrame({"id": ur, "score": s}), labels, h)
+                        _ring_flags(work, ring_model, pd.DataFrame({"id": ur, "score": s}), labels, h)
                     )
                 timings["rings"] += time.perf_counter() - t5
             else:
@@ -227,8 +228,8 @@ def run_backtest(
             progress(i + 1, len(hours))
 
     end_scores = pd.DataFrame({"user_id": [], "score": []})
-    if state is not None and REFRESH in models:
-        xr, _, ur = refresh_rows(state, cfg.refresh_options)
+    if work is not None and REFRESH in models:
+        xr, _, ur = work.rows()
         end_scores = pd.DataFrame({"user_id": ur, "score": models[REFRESH].predict(xr)})
     timings = {k: round(v, 2) for k, v in timings.items()} | {
         "total": round(time.perf_counter() - t_start, 2)
@@ -288,8 +289,30 @@ def fit_point_models(
     return out
 
 
+class _HourWork:
+    """What an hour's steps share, computed once: the refresh rows and the ring candidates."""
+
+    def __init__(self, state: HourState, options: FeatureOptions) -> None:
+        self.state = state
+        self._options = options
+        self._rows: tuple[np.ndarray, list[str], np.ndarray] | None = None
+        self._candidates: Candidates | None = None
+
+    def rows(self) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """:func:`gnn.asof.refresh_rows` of the hour."""
+        if self._rows is None:
+            self._rows = refresh_rows(self.state, self._options)
+        return self._rows
+
+    def candidates(self) -> Candidates:
+        """Ring candidates of the graph as of the hour."""
+        if self._candidates is None:
+            self._candidates = find_candidates(self.state.nodes, self.state.edges)
+        return self._candidates
+
+
 def _fit_ring_model(
-    state: HourState,
+    work: _HourWork,
     behaviour: DecisionModel | None,
     labels: pd.DataFrame,
     onboarded_at: pd.Series,
@@ -300,9 +323,12 @@ def _fit_ring_model(
     """The ring model at ``cutoff``: clusters of the graph as of then, labels known by then."""
     if "ring_id" not in labels:
         return None
-    cand = find_candidates(state.nodes, state.edges)
-    scores = _behaviour_scores(state, behaviour, cfg)
-    feats = cluster_features(cand, state.nodes, state.edges, scores)
+    cand = work.candidates()
+    scores = None
+    if behaviour is not None:
+        x, _, users = work.rows()
+        scores = pd.DataFrame({"id": users, "score": behaviour.predict(x)})
+    feats = cluster_features(cand, work.state.nodes, work.state.edges, scores)
     users = labels["user_id"].to_numpy(object)
     seen = labels[known_by(onboarding_times(onboarded_at, users), cutoff, cfg.label_delay_h)]
     try:
@@ -314,21 +340,12 @@ def _fit_ring_model(
     return model
 
 
-def _behaviour_scores(
-    state: HourState, model: DecisionModel | None, cfg: BacktestConfig
-) -> pd.DataFrame | None:
-    if model is None:
-        return None
-    x, _, users = refresh_rows(state, cfg.refresh_options)
-    return pd.DataFrame({"id": users, "score": model.predict(x)})
-
-
 def _ring_flags(
-    state: HourState, model: RingModel, scores: pd.DataFrame, labels: pd.DataFrame, hour: int
+    work: _HourWork, model: RingModel, scores: pd.DataFrame, labels: pd.DataFrame, hour: int
 ) -> pd.DataFrame:
     """Planted rings matched by a cluster the ring model lists at ``hour``."""
-    cand = find_candidates(state.nodes, state.edges)
-    feats = cluster_features(cand, state.nodes, state.edges, scores)
+    cand = work.candidates()
+    feats = cluster_features(cand, work.state.nodes, work.state.edges, scores)
     listed = model.predict(feats) >= model.threshold
     match = best_ring_match(cand, labels)
     hit = match[listed & match["ring_id"].notna().to_numpy()]

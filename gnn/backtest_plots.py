@@ -28,10 +28,8 @@ def write_plots(report: dict[str, Any], result: BacktestResult, out_dir: Path) -
             if len(hours):
                 ax.hist(hours, bins=20, alpha=0.6, label=str(typ))
         ax.legend()
-    ax.set_xlabel("hours from the ring's first onboarding to detection")
-    ax.set_ylabel("rings")
-    ax.set_title("Detection time (replayed, hourly refreshes)")
-    paths.append(_save(fig, out_dir / "detection_time.png"))
+    paths.append(_save(fig, ax, out_dir / "detection_time.png", "hours from the ring's first onboarding to detection",
+                       "rings", "Detection time (replayed, hourly refreshes)"))  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(rings):
@@ -39,10 +37,9 @@ def write_plots(report: dict[str, Any], result: BacktestResult, out_dir: Path) -
         for typ, part in rings.assign(share=share).groupby("typology"):
             ax.scatter(part["money_out_total"], part["share"], label=str(typ), alpha=0.7)
         ax.legend()
-    ax.set_xlabel("money moved out of the ring in the window (base currency)")
-    ax.set_ylabel("share moved before detection")
-    ax.set_title("Money out before detection")
-    paths.append(_save(fig, out_dir / "money_before_detection.png"))
+    paths.append(_save(fig, ax, out_dir / "money_before_detection.png",
+                       "money moved out of the ring in the window (base currency)", "share moved before detection",
+                       "Money out before detection"))  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(9, 4))
     flagged = result.flagged_users
@@ -55,14 +52,15 @@ def write_plots(report: dict[str, Any], result: BacktestResult, out_dir: Path) -
             ax.bar(hours, load[point].to_numpy(), bottom=bottom, width=1.0, label=str(point))
             bottom += load[point].to_numpy()
         ax.legend()
-    ax.set_xlabel("hours after the first cut-off")
-    ax.set_ylabel("users entering review or block")
-    ax.set_title("Review load per hour")
-    paths.append(_save(fig, out_dir / "review_load.png"))
+    paths.append(_save(fig, ax, out_dir / "review_load.png", "hours after the first cut-off",
+                       "users entering review or block", "Review load per hour"))  # fmt: skip
     return paths
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: plt.Figure, ax: plt.Axes, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
