@@ -17,6 +17,7 @@ that the batch onboarding row equals the API's row read from a real store.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -76,9 +77,16 @@ def applicants(clean: pa.Table) -> pd.DataFrame:
 
 def onboarding_feature_names(own_names: list[str], options: FeatureOptions) -> list[str]:
     """Columns of an onboarding row for ``options`` (the batch feature functions' names)."""
-    empty = star_dataset(np.zeros(len(own_names)), own_names, [], np.zeros((0, len(own_names))),
+    return list(_onboarding_feature_names(tuple(own_names), options))
+
+
+@lru_cache(maxsize=8)
+def _onboarding_feature_names(own_names: tuple[str, ...], options: FeatureOptions) -> tuple[str, ...]:
+    # The same every hour of a replay: the batch functions run once per (columns, options).
+    names = list(own_names)
+    empty = star_dataset(np.zeros(len(names)), names, [], np.zeros((0, len(names))),
                          np.zeros(0, dtype=np.int64), 0, 0.0)  # fmt: skip
-    return reference_row(empty, np.zeros(1, dtype=bool), options, 0.0)[1]
+    return tuple(reference_row(empty, np.zeros(1, dtype=bool), options, 0.0)[1])
 
 
 def star_of(state: HourState, options: FeatureOptions) -> StarFeatures:
