@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, and_, delete, or_, select
 from sqlalchemy.engine import Engine
 
-from api.db import make_engine
+from api.db import create_tables, make_engine
 from graphrisk.graph_schema import RelType
 
 _metadata = MetaData()
@@ -39,7 +39,7 @@ class RecentApplications:
     def __init__(self, url: str, retention_ms: int) -> None:
         self.engine: Engine = make_engine(url)
         self.retention_ms = retention_ms
-        _metadata.create_all(self.engine)
+        create_tables(self.engine, _metadata)  # under the write lock: workers start together
 
     def record(self, user_id: str, nodes: dict[RelType, str], at_ms: int) -> None:
         """Keep one scored applicant's identifier nodes; prune rows past the retention."""

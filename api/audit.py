@@ -1,25 +1,64 @@
-"""Append-only, hash-chained audit trail (SQLite by default, PostgreSQL by URL).
+"""Append-only, keyed hash chain of audit entries (SQLite by default, PostgreSQL by URL).
 
-Each entry stores the hash of the previous one and its own hash over (previous hash, entry
-content). Editing or deleting any row breaks the chain from there on, which
-:meth:`AuditLog.verify` reports.
+What holds, and why:
+
+- **Keyed chain.** Each entry stores the previous entry's hash and its own, an HMAC-SHA256 over
+  (previous hash, entry content) with a key that is not in the database. Editing or deleting a
+  row breaks the chain there; rewriting rows with recomputed hashes needs the key.
+- **Several writers.** Appends from every process are serialised in the database (SQLite
+  ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock), and the head is read inside that
+  transaction, so N API workers make one linear, gapless chain.
+- **Locks and outages.** One writer thread per process batches appends and retries failed
+  batches until they are written; it never gives up while the process runs. While it cannot
+  write (an entry waiting longer than ``max_lag_s``, or the last attempt failed),
+  :meth:`AuditLog.health` says so; the API answers audited routes 503 and holds each audited
+  response until its entry is committed (``api.audit_guard``).
+- **Anchors.** The head (seq, hash) is written every ``anchor_interval_s`` to an append-only file
+  of signed JSON lines outside the database. Truncating the tail (the chain ends before an
+  anchored seq) or rewriting it (another hash at an anchored seq) is then detected even by
+  someone who holds the key but not the anchor file.
+- **Verification** at start and every ``verify_interval_s`` (and ``graphrisk audit verify``):
+  the chain, its HMACs and the anchors. A failure sets ``graphrisk_audit_verification_failed``;
+  a chain shorter than a seq seen or anchored before sets ``graphrisk_audit_sequence_shrunk``.
+- **Migration.** Entries written before the chain was keyed (plain SHA-256) are accepted only as
+  a prefix, and reported (``unkeyed_entries``); a plain-SHA entry after a keyed one is tampering.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import hashlib
+import hmac
 import json
+import logging
+import os
 import queue
+import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from prometheus_client import Counter, Gauge
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from api.db import make_engine
+from api.db import DEFAULT_LOCK_TIMEOUT_S, create_tables, make_engine, write_transaction
+from graphrisk.errors import AuditUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from graphrisk.config import Settings
+
+log = logging.getLogger("graphrisk.audit")
 
 GENESIS = "0" * 64
 _metadata = MetaData()
@@ -37,70 +76,369 @@ audit_table = Table(
     Column("hash", String(64), nullable=False, unique=True),
 )
 
+VERIFICATION_FAILED = Gauge(
+    "graphrisk_audit_verification_failed", "1 when the last verification of the audit chain failed"
+)
+SEQUENCE_SHRUNK = Gauge(
+    "graphrisk_audit_sequence_shrunk",
+    "1 when the audit chain was found shorter than a sequence number seen or anchored before",
+)
+VERIFICATIONS = Counter("graphrisk_audit_verifications", "Audit chain verifications by result", ["result"])
+UNKEYED_ENTRIES = Gauge(
+    "graphrisk_audit_unkeyed_entries", "Entries of the chain's legacy, un-keyed (plain SHA-256) prefix"
+)
+WRITE_FAILURES = Counter(
+    "graphrisk_audit_write_failures", "Failed attempts to write an audit batch (retried)"
+)
+WRITER_HEALTHY = Gauge("graphrisk_audit_writer_healthy", "1 while the audit writer keeps up")
+PENDING = Gauge("graphrisk_audit_pending_entries", "Audit entries accepted and not yet committed")
+
+BATCH = 500
+# The entries an audited request appended; api.audit_guard holds its response until they commit.
+request_tickets: ContextVar[list[Future[int]] | None] = ContextVar("graphrisk_audit_tickets", default=None)
+_STOP = object()
+
+
+def _payload(prev: str, seq: int, at_ms: int, actor: str, role: str, action: str, target: str, detail: str) -> bytes:  # fmt: skip
+    return json.dumps([prev, seq, at_ms, actor, role, action, target, detail], separators=(",", ":")).encode()
+
 
 def _entry_hash(
     prev: str, seq: int, at_ms: int, actor: str, role: str, action: str, target: str, detail: str
 ) -> str:
-    payload = json.dumps([prev, seq, at_ms, actor, role, action, target, detail], separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """The legacy, un-keyed hash (chains written before the key existed)."""
+    return hashlib.sha256(_payload(prev, seq, at_ms, actor, role, action, target, detail)).hexdigest()
+
+
+def _keyed_hash(
+    key: bytes, prev: str, seq: int, at_ms: int, actor: str, role: str, action: str, target: str, detail: str
+) -> str:
+    payload = _payload(prev, seq, at_ms, actor, role, action, target, detail)
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of ``key`` (in anchors and reports; reveals nothing of the key)."""
+    return hashlib.sha256(b"graphrisk-audit-key-id:" + key).hexdigest()[:16]
+
+
+def hmac_key(settings: Settings) -> bytes:
+    """The chain key: ``audit_hmac_key``, else the file ``audit_hmac_key_file``; outside production
+    without either, ``data_dir/audit/hmac.key``, created once (shared by workers and restarts).
+
+    Raises:
+        ConfigError: the key file is missing or unreadable, or the key is shorter than 16 bytes.
+    """
+    if settings.audit_hmac_key is not None:
+        key = settings.audit_hmac_key.get_secret_value().encode()
+    elif settings.audit_hmac_key_file is not None:
+        try:
+            key = settings.audit_hmac_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"audit_hmac_key_file {settings.audit_hmac_key_file}: {exc.strerror}") from None
+    elif settings.environment == "production":
+        raise ConfigError("no audit chain key; set GRAPHRISK_AUDIT_HMAC_KEY or GRAPHRISK_AUDIT_HMAC_KEY_FILE")
+    else:
+        key = _development_key(settings.data_dir / "audit" / "hmac.key")
+    if len(key) < 16:
+        raise ConfigError("the audit chain key must be at least 16 bytes")
+    return key
+
+
+def _development_key(path: Path) -> bytes:
+    # Linked into place, so that workers starting together agree on one key (the loser reads it).
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+            log.warning(
+                "generated an audit chain key at %s (development only: production needs "
+                "GRAPHRISK_AUDIT_HMAC_KEY or GRAPHRISK_AUDIT_HMAC_KEY_FILE)",
+                path,
+            )
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_bytes().strip()
+
+
+def anchor_path(settings: Settings) -> Path:
+    """Where the chain's head is anchored: ``audit_anchor_path``, else a file per audit database
+    under ``data_dir/audit/`` (so that two databases never share, and contradict, one file)."""
+    if settings.audit_anchor_path is not None:
+        return settings.audit_anchor_path
+    db = hashlib.sha256(settings.audit_url.encode()).hexdigest()[:12]
+    return settings.data_dir / "audit" / f"anchors-{db}.jsonl"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking the chain against its key and anchors.
+
+    ``problem`` is one of ``broken`` (a row does not chain or its hash is wrong), ``unkeyed_after_keyed``
+    (a plain SHA-256 row after keyed ones: rewritten without the key), ``rewritten`` (another head at
+    an anchored seq), ``truncated`` (the chain ends before a seq anchored or seen before),
+    ``bad_anchor`` (an anchor line whose signature does not verify), or ``None``.
+    """
+
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    detail: str = ""
+    unkeyed_entries: int = 0
+    anchors: int = 0
+    anchored_seq: int = 0
+
+    @property
+    def keyed(self) -> bool:
+        """Every entry is HMAC-chained (no legacy prefix)."""
+        return self.unkeyed_entries == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For reports."""
+        return {**asdict(self), "keyed": self.keyed}
 
 
 class AuditLog:
-    """Appends and verifies audit entries; one instance per process (it serialises appends).
+    """Appends and verifies audit entries; one instance per process, any number of processes.
 
-    Appends are queued and written by one background thread in batches, so a request never
-    waits for a database commit; :meth:`flush` waits until everything queued is written.
+    Appends are queued and written by one background thread in batches; :meth:`append` returns a
+    future that completes with the entry's seq once it is committed. :meth:`flush` waits for
+    everything queued.
+
+    Args:
+        url: SQLAlchemy URL of the audit database.
+        key: The chain's HMAC key (:func:`hmac_key`); ``None`` makes a random key for this
+            instance only (tests, scripts), with a warning: its entries verify only with it.
+        anchors: The anchor file; ``None`` disables anchoring and anchor checks.
+        max_lag_s: Longest an entry may wait to be committed before the log is unhealthy.
+        lock_timeout_s: How long one write attempt waits for the database's lock.
+        verify_interval_s: Verify the chain at start and then this often (``None``: never by itself).
+        anchor_interval_s: Anchor the head this often and at close (``None``: only by :meth:`anchor`).
+        max_pending: Appends refused (:class:`AuditUnavailableError`) beyond this many uncommitted.
     """
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = make_engine(url)
-        _metadata.create_all(self.engine)
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: bytes | None = None,
+        anchors: Path | None = None,
+        max_lag_s: float = 2.0,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        verify_interval_s: float | None = None,
+        anchor_interval_s: float | None = None,
+        max_pending: int = 100_000,
+    ) -> None:
+        if key is None:
+            key = secrets.token_bytes(32)
+            log.warning("audit log on %s uses a random key for this process only", url.split("@")[-1])
+        self._key = key
+        self.key_id = key_id(key)
+        self.anchors = anchors
+        self.max_lag_s = max_lag_s
+        self.max_pending = max_pending
+        self.engine: Engine = make_engine(url, lock_timeout_s)
+        if not inspect(self.engine).has_table(audit_table.name):
+            create_tables(self.engine, _metadata)
         self._lock = threading.Lock()
-        with self.engine.connect() as conn:
-            last = conn.execute(
-                select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
-            ).first()
-        self._seq, self._prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        self._queue: queue.Queue[tuple[int, str, str, str, str, str] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._enqueued: deque[float] = deque()  # monotonic enqueue time of each uncommitted entry
+        self._max_seq = 0  # the highest seq this process has seen: the chain never gets shorter
+        self._last_anchored = 0
+        self._failing: str | None = None  # why the last write attempt failed, until one succeeds
+        self._closing = threading.Event()
+        self._closed = False
+        self._close_deadline = float("inf")
+        self.last_verification: Verification | None = None
         self._writer = threading.Thread(target=self._drain, name="audit-writer", daemon=True)
         self._writer.start()
+        self._watcher: threading.Thread | None = None
+        self._anchor_on_close = anchor_interval_s is not None and anchors is not None
+        if verify_interval_s is not None or self._anchor_on_close:
+            self._watcher = threading.Thread(
+                target=self._watch, args=(verify_interval_s, anchor_interval_s), name="audit-verifier",
+                daemon=True,
+            )  # fmt: skip
+            self._watcher.start()
 
-    def append(self, actor: str, role: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        """Queue one entry (its time is now); the writer chains and stores it."""
+    @classmethod
+    def from_settings(cls, settings: Settings, *, background: bool = True) -> AuditLog:
+        """The log as configured; ``background`` runs scheduled verification and anchoring."""
+        return cls(
+            settings.audit_url,
+            key=hmac_key(settings),
+            anchors=anchor_path(settings),
+            max_lag_s=settings.audit_max_lag_s,
+            verify_interval_s=settings.audit_verify_interval_s if background else None,
+            anchor_interval_s=settings.audit_anchor_interval_s if background else None,
+        )
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def append(self, actor: str, role: str, action: str, target: str, detail: dict[str, Any]) -> Future[int]:
+        """Queue one entry (its time is now); returns a future of its seq, done once committed.
+
+        Inside a request guarded by ``api.audit_guard`` the response waits for it.
+
+        Raises:
+            AuditUnavailableError: the log is closed, or too many entries are waiting.
+        """
         body = json.dumps(detail, sort_keys=True, default=str)
-        self._queue.put((int(time.time() * 1000), actor, role, action, target, body))
+        ticket: Future[int] = Future()
+        with self._lock:
+            if self._closed:
+                raise AuditUnavailableError("the audit log is closed")
+            if len(self._enqueued) >= self.max_pending:
+                raise AuditUnavailableError(f"{len(self._enqueued)} audit entries are waiting to be written")
+            self._enqueued.append(time.monotonic())
+            self._queue.put((int(time.time() * 1000), actor, role, action, target, body, ticket))
+        pending = request_tickets.get()
+        if pending is not None:
+            pending.append(ticket)
+        return ticket
 
     def _drain(self) -> None:
         while True:
             item = self._queue.get()
-            batch = [item]
-            while len(batch) < 500:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = []
-            with self._lock:
-                for entry in batch:
-                    if entry is None:
-                        continue
-                    at, actor, role, action, target, body = entry
-                    seq = self._seq + 1
-                    digest = _entry_hash(self._prev, seq, at, actor, role, action, target, body)
-                    rows.append({"seq": seq, "at_ms": at, "actor": actor, "role": role, "action": action,
-                                 "target": target, "detail": body, "prev_hash": self._prev, "hash": digest})  # fmt: skip
-                    self._seq, self._prev = seq, digest
-                if rows:
-                    with self.engine.begin() as conn:
-                        conn.execute(audit_table.insert(), rows)
-            for _ in batch:
-                self._queue.task_done()
-            if any(e is None for e in batch):
+            batch: list[Any] = []
+            stop = item is _STOP
+            if not stop:
+                batch.append(item)
+                while len(batch) < BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)
+            if batch:
+                self._write_batch(batch)
+            if stop:
                 return
 
-    def flush(self) -> None:
-        """Wait until every queued entry is stored."""
-        self._queue.join()
+    def _write_batch(self, batch: list[Any]) -> None:
+        # The writer must outlive any database trouble: DB errors are retried (until close's
+        # deadline); anything else fails this batch's tickets, is logged, and the writer goes on.
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(DBAPIError),
+                wait=wait_exponential(multiplier=0.05, max=2.0),
+                stop=self._give_up,
+                before_sleep=self._on_failure,
+                reraise=True,
+            ):
+                with attempt:
+                    last = self._insert(batch)
+        except Exception as exc:
+            log.exception("audit: %d entries could not be written", len(batch))
+            self._done(len(batch))
+            for *_, ticket in batch:
+                ticket.set_exception(AuditUnavailableError(f"audit entry not written: {type(exc).__name__}"))
+            return
+        self._failing = None
+        WRITER_HEALTHY.set(1)
+        self._done(len(batch))
+        for i, (*_, ticket) in enumerate(batch):
+            ticket.set_result(last - len(batch) + 1 + i)
+
+    def _done(self, n: int) -> None:
+        with self._lock:
+            for _ in range(n):
+                self._enqueued.popleft()
+            PENDING.set(len(self._enqueued))
+
+    def _give_up(self, state: RetryCallState) -> bool:
+        return self._closing.is_set() and time.monotonic() > self._close_deadline
+
+    def _on_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        WRITE_FAILURES.inc()
+        WRITER_HEALTHY.set(0)
+        self._failing = type(exc).__name__
+        log.warning("audit: write attempt %d failed (%s); retrying", state.attempt_number, exc)
+
+    def _insert(self, batch: list[Any]) -> int:
+        """Chain and insert ``batch`` after the current head, under the database's write lock."""
+        with write_transaction(self.engine, "audit_log") as conn:
+            head = conn.execute(
+                select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
+            ).first()
+            seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+            if seq < self._max_seq:
+                SEQUENCE_SHRUNK.set(1)
+                log.error("audit chain shrank: head is seq %d, this process saw seq %d", seq, self._max_seq)
+            rows = []
+            for at, actor, role, action, target, body, _ticket in batch:
+                seq += 1
+                digest = _keyed_hash(self._key, prev, seq, at, actor, role, action, target, body)
+                rows.append({"seq": seq, "at_ms": at, "actor": actor, "role": role, "action": action,
+                             "target": target, "detail": body, "prev_hash": prev, "hash": digest})  # fmt: skip
+                prev = digest
+            conn.execute(audit_table.insert(), rows)
+        self._max_seq = max(self._max_seq, seq)
+        return seq
+
+    def health(self) -> tuple[bool, str]:
+        """``(True, "ok")`` while entries get committed within ``max_lag_s``; else ``(False, why)``.
+
+        The reason names no driver message (it may reach a client).
+        """
+        if self._closed:
+            return False, "the audit log is closed"
+        if not self._writer.is_alive():
+            return False, "the audit writer has stopped"
+        with self._lock:
+            waiting = len(self._enqueued)
+            oldest = self._enqueued[0] if waiting else None
+        if self._failing is not None:
+            return False, f"the audit database cannot be written ({waiting} entries waiting)"
+        if oldest is not None and time.monotonic() - oldest > self.max_lag_s:
+            return (
+                False,
+                f"the audit writer is behind ({waiting} entries waiting {time.monotonic() - oldest:.1f}s)",
+            )
+        return True, "ok"
+
+    def healthy(self) -> bool:
+        """Whether audited actions may proceed (:meth:`health`)."""
+        return self.health()[0]
+
+    async def wait_durable(self, tickets: list[Future[int]], timeout: float) -> bool:
+        """Whether every ticket committed within ``timeout`` seconds (awaited, not blocking)."""
+        waiting = [t for t in tickets if not t.done()]
+        if waiting:
+            _, not_done = await asyncio.wait([asyncio.wrap_future(t) for t in waiting], timeout=timeout)
+            if not_done:
+                return False
+        return all(t.exception() is None for t in tickets)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every entry queued so far is committed.
+
+        Raises:
+            AuditUnavailableError: not within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._enqueued:
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                raise AuditUnavailableError(f"audit entries not written within {timeout}s")
+            time.sleep(0.005)
+
+    # -- reading and verifying ---------------------------------------------------------------
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every stored entry in order (call :meth:`flush` first to include queued ones)."""
@@ -108,19 +446,177 @@ class AuditLog:
             for row in conn.execute(select(audit_table).order_by(audit_table.c.seq)):
                 yield dict(row._mapping)
 
+    def head(self) -> tuple[int, str]:
+        """The last committed entry's ``(seq, hash)``; ``(0, GENESIS)`` when empty."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
+            ).first()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
     def verify(self) -> tuple[bool, int | None]:
-        """``(True, None)`` if the chain is intact, else ``(False, first bad seq)``."""
-        prev = GENESIS
-        expected_seq = 1
+        """``(True, None)`` if the chain is intact, else ``(False, first bad seq)`` (:meth:`check`)."""
+        result = self.check()
+        return result.ok, result.first_bad_seq
+
+    def check(self) -> Verification:
+        """Verify the chain (keyed hashes, legacy prefix, anchors, no shrinking); sets the metrics."""
+        # Anchors and the seen seq are read before the chain: everything they name was committed
+        # before this read's snapshot, so a concurrent append cannot look like a truncation.
+        try:
+            anchored = self._read_anchors()
+        except _BadAnchor as bad:
+            return self._record(Verification(False, 0, 0, GENESIS, problem="bad_anchor", detail=str(bad)))
+        seen = self._max_seq
+        result = self._walk(anchored)
+        if result.ok and result.head_seq < max(seen, max(anchored, default=0)):
+            expected = max(seen, max(anchored, default=0))
+            result = Verification(
+                False, result.entries, result.head_seq, result.head_hash, first_bad_seq=result.head_seq + 1,
+                problem="truncated", detail=f"the chain ends at seq {result.head_seq}; seq {expected} existed",
+                unkeyed_entries=result.unkeyed_entries, anchors=len(anchored),
+                anchored_seq=max(anchored, default=0),
+            )  # fmt: skip
+        return self._record(result)
+
+    def _walk(self, anchored: dict[int, str]) -> Verification:
+        prev, expected, unkeyed, keyed_seen, n = GENESIS, 1, 0, False, 0
+        top = max(anchored, default=0)
+
+        def bad(seq: int, problem: str, detail: str) -> Verification:
+            return Verification(False, n, expected - 1, prev, first_bad_seq=seq, problem=problem, detail=detail,
+                                unkeyed_entries=unkeyed, anchors=len(anchored), anchored_seq=top)  # fmt: skip
+
         for e in self.entries():
-            digest = _entry_hash(
-                prev, e["seq"], e["at_ms"], e["actor"], e["role"], e["action"], e["target"], e["detail"]
-            )
-            if e["seq"] != expected_seq or e["prev_hash"] != prev or e["hash"] != digest:
-                return False, int(e["seq"])
-            prev = e["hash"]
-            expected_seq += 1
-        return True, None
+            seq = int(e["seq"])
+            fields = (e["at_ms"], e["actor"], e["role"], e["action"], e["target"], e["detail"])
+            if seq != expected or e["prev_hash"] != prev:
+                return bad(expected, "broken", f"seq {seq} does not follow seq {expected - 1}")
+            if hmac.compare_digest(e["hash"], _keyed_hash(self._key, prev, seq, *fields)):
+                keyed_seen = True
+            elif e["hash"] == _entry_hash(prev, seq, *fields):
+                if keyed_seen:
+                    return bad(seq, "unkeyed_after_keyed", f"seq {seq} is un-keyed after keyed entries")
+                unkeyed += 1
+            else:
+                return bad(seq, "broken", f"seq {seq}: hash does not match its content")
+            if seq in anchored and anchored[seq] != e["hash"]:
+                return bad(seq, "rewritten", f"seq {seq} differs from its anchored hash")
+            prev, expected, n = e["hash"], expected + 1, n + 1
+        return Verification(True, n, expected - 1, prev, unkeyed_entries=unkeyed, anchors=len(anchored),
+                            anchored_seq=top)  # fmt: skip
+
+    def chain_status(self) -> str:
+        """The last verification in a few words (for /readyz)."""
+        v = self.last_verification
+        if v is None:
+            return "not verified yet"
+        if not v.ok:
+            return f"verification failed: {v.problem} at seq {v.first_bad_seq}"
+        legacy = f", {v.unkeyed_entries} un-keyed legacy entries" if v.unkeyed_entries else ""
+        return f"verified to seq {v.head_seq}{legacy}"
+
+    def _record(self, result: Verification) -> Verification:
+        self.last_verification = result
+        VERIFICATIONS.labels("ok" if result.ok else result.problem or "failed").inc()
+        VERIFICATION_FAILED.set(0 if result.ok else 1)
+        UNKEYED_ENTRIES.set(result.unkeyed_entries)
+        if result.problem == "truncated":
+            SEQUENCE_SHRUNK.set(1)
+        elif result.ok:
+            SEQUENCE_SHRUNK.set(0)
+        if result.ok:
+            self._max_seq = max(self._max_seq, result.head_seq)
+        else:
+            log.error("audit chain verification failed: %s (%s)", result.problem, result.detail)
+        return result
+
+    # -- anchors -----------------------------------------------------------------------------
+
+    def _sign(self, seq: int, head: str, at_ms: int, kid: str) -> str:
+        msg = json.dumps([seq, head, at_ms, kid], separators=(",", ":")).encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def _read_anchors(self) -> dict[int, str]:
+        """``seq -> head hash`` from the anchor file (empty when there is none).
+
+        Raises:
+            _BadAnchor: a line is not a valid anchor signed with this key, or two disagree.
+        """
+        out: dict[int, str] = {}
+        if self.anchors is None or not self.anchors.exists():
+            return out
+        with self.anchors.open() as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    a = json.loads(line)
+                    seq, head, at_ms, kid, sig = int(a["seq"]), str(a["head"]), int(a["at_ms"]), str(a["key_id"]), str(a["sig"])  # fmt: skip
+                except (ValueError, KeyError, TypeError):
+                    if not line.endswith("\n"):
+                        continue  # a torn last line (a crash while writing it)
+                    raise _BadAnchor(f"{self.anchors}:{lineno}: not an anchor") from None
+                if kid != self.key_id or not hmac.compare_digest(sig, self._sign(seq, head, at_ms, kid)):
+                    raise _BadAnchor(f"{self.anchors}:{lineno}: signature does not verify with this key")
+                if out.get(seq, head) != head:
+                    raise _BadAnchor(f"{self.anchors}:{lineno}: seq {seq} anchored with two different hashes")
+                out[seq] = head
+        return out
+
+    def anchor(self) -> dict[str, Any] | None:
+        """Append the current head to the anchor file as a signed line; returns it (``None`` when
+        anchoring is off, nothing new was committed, or the head is not a valid keyed entry)."""
+        if self.anchors is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(audit_table).order_by(audit_table.c.seq.desc()).limit(1)).first()
+        if row is None or row.seq <= self._last_anchored:
+            return None
+        fields = (row.at_ms, row.actor, row.role, row.action, row.target, row.detail)
+        if not hmac.compare_digest(row.hash, _keyed_hash(self._key, row.prev_hash, row.seq, *fields)):
+            log.error("audit: not anchoring head seq %d: its hash is not keyed with this key", row.seq)
+            return None
+        at_ms = int(time.time() * 1000)
+        line = {"seq": int(row.seq), "head": row.hash, "at_ms": at_ms, "key_id": self.key_id}
+        line["sig"] = self._sign(line["seq"], row.hash, at_ms, self.key_id)
+        self.anchors.parent.mkdir(parents=True, exist_ok=True)
+        # One write of one line under an exclusive lock: workers' anchors never interleave.
+        fd = os.open(self.anchors, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._last_anchored = int(row.seq)
+        self._max_seq = max(self._max_seq, int(row.seq))
+        return line
+
+    def _watch(self, verify_every: float | None, anchor_every: float | None) -> None:
+        # Verification on start, then on schedule; anchoring on schedule. A database error here
+        # means the check could not run (not that it failed): logged, and tried next time.
+        now = time.monotonic()
+        next_verify = now if verify_every is not None else float("inf")
+        next_anchor = now + anchor_every if anchor_every is not None else float("inf")
+        while True:
+            wait = max(0.0, min(next_verify, next_anchor) - time.monotonic())
+            if self._closing.wait(wait):
+                return
+            now = time.monotonic()
+            try:
+                if now >= next_verify:
+                    self.check()
+                if now >= next_anchor and self.anchors is not None:
+                    self.anchor()
+            except (DBAPIError, OSError) as exc:
+                log.warning("audit: scheduled verification or anchoring did not run: %s", exc)
+            if now >= next_verify:
+                next_verify = now + verify_every  # type: ignore[operator]
+            if now >= next_anchor:
+                next_anchor = now + anchor_every  # type: ignore[operator]
+
+    # -- export and shutdown -----------------------------------------------------------------
 
     def export_jsonl(self, path: Path) -> int:
         """Write every entry as JSON lines; returns the number written."""
@@ -131,8 +627,26 @@ class AuditLog:
                 n += 1
         return n
 
-    def close(self) -> None:
-        """Write what is queued, stop the writer, release the connection pool."""
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (retrying up to ``timeout`` seconds), anchor the head, stop the
+        threads and release the connection pool. Entries still unwritten then are logged as lost."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._close_deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._queue.put(_STOP)
+        self._writer.join(timeout=timeout + 10)
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+        if self._anchor_on_close:
+            with contextlib.suppress(DBAPIError, OSError):
+                self.anchor()
+        if self._enqueued:
+            log.error("audit: %d entries were not written before close", len(self._enqueued))
         self.engine.dispose()
+
+
+class _BadAnchor(Exception):
+    """An anchor line is malformed, unsigned, or contradicts another (internal to verification)."""

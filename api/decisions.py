@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Engine
 
-from api.db import make_engine
+from api.db import create_tables, make_engine
 
 _metadata = MetaData()
 decisions_table = Table(
@@ -32,7 +32,7 @@ class DecisionStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        _metadata.create_all(self.engine)
+        create_tables(self.engine, _metadata)  # under the write lock: workers start together
 
     def record(self, ring_id: str, decision: str, note: str, actor: str, members: list[str]) -> int:
         """Store one decision; returns its id."""

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.audit_guard import AuditGuard
 from api.metrics import LATENCY, REQUESTS
 from api.routes import health, rings, score, users
 from api.state import AppState
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.add_middleware(AuditGuard)  # inside LimitsAndMetrics: its 503s are counted
     app.add_middleware(LimitsAndMetrics, max_bytes=settings.max_request_bytes)
     for router in (health.router, score.router, users.router, rings.router):
         app.include_router(router)

@@ -88,7 +88,7 @@ class AppState:
         state = cls(
             settings=settings,
             store=GraphStore(settings),
-            audit=AuditLog(settings.audit_url),
+            audit=AuditLog.from_settings(settings),
             keys=KeyRing(dict(settings.api_keys)),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             decisions=DecisionStore(settings.audit_url),

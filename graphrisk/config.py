@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(_DEV_API_KEYS)
     )
     audit_url: str = "sqlite:///var/audit.db"
+    # The audit chain is keyed (HMAC-SHA256) with a key kept out of the audit database: this, or
+    # a file holding it. Required in production; elsewhere a key file is generated under data_dir.
+    audit_hmac_key: SecretStr | None = None
+    audit_hmac_key_file: Path | None = None
+    # Signed checkpoints of the chain's head (JSON lines), outside the database; default
+    # data_dir/audit/anchors-<hash of audit_url>.jsonl. Written every anchor interval; the chain is verified against
+    # them and its key at start and every verify interval.
+    audit_anchor_path: Path | None = None
+    audit_anchor_interval_s: float = Field(60.0, gt=0)
+    audit_verify_interval_s: float = Field(300.0, gt=0)
+    # An audited request waits at most this long for its entry to be committed (else 503), and the
+    # audited routes answer 503 while an entry has waited longer than this.
+    audit_max_lag_s: float = Field(2.0, gt=0)
     rate_limit_per_minute: int = Field(6000, ge=1)
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     # Threads scoring new applicants. Each request is mostly Python holding the GIL: with four
@@ -124,6 +137,10 @@ class Settings(BaseSettings):
             dev_keys = set(_DEV_API_KEYS) & set(self.api_keys)
             if dev_keys:
                 raise ValueError("api_keys contains development keys; set GRAPHRISK_API_KEYS")
+            if self.audit_hmac_key is None and self.audit_hmac_key_file is None:
+                raise ValueError(
+                    "no audit chain key; set GRAPHRISK_AUDIT_HMAC_KEY or GRAPHRISK_AUDIT_HMAC_KEY_FILE"
+                )
         if len(self.pseudonymisation_key.get_secret_value()) < 16:
             raise ValueError("pseudonymisation_key must be at least 16 characters")
         if self.base_currency not in self.fx_rates:

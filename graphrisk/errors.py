@@ -49,3 +49,8 @@ class ServerStartError(GraphRiskError):
 
 class UnsupportedInputError(GraphRiskError):
     """An input file has a format graphrisk cannot read."""
+
+
+class AuditUnavailableError(GraphRiskError):
+    """The audit trail cannot record an entry now (its database is locked or down, or it is
+    closed); the action it would record must not proceed."""

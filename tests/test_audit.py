@@ -12,7 +12,8 @@ from api.audit import AuditLog, audit_table
 
 def test_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    log = AuditLog(url)
+    key = b"test-audit-chain-key-0123456789"
+    log = AuditLog(url, key=key)
     for i in range(50):
         log.append("key:abc", "onboarding", "score", f"user{i}", {"score": i / 100, "model_version": "v1"})
     log.flush()
@@ -22,7 +23,7 @@ def test_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
     assert n == len(lines) == 50 and lines[0]["seq"] == 1 and lines[-1]["target"] == "user49"
     log.close()
 
-    reopened = AuditLog(url)  # the chain continues across restarts
+    reopened = AuditLog(url, key=key)  # the chain continues across restarts
     reopened.append("key:def", "investigator", "decision", "ring-1", {"decision": "cleared"})
     reopened.flush()
     assert reopened.verify() == (True, None)

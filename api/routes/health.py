@@ -28,7 +28,9 @@ def readyz(state: State) -> JSONResponse:
         detail["store"] = "ok"
     except StoreError as exc:
         detail["store"] = str(exc)
-    ready = detail["store"] == "ok" and detail["model_version"] is not None
+    audit_ok, detail["audit"] = state.audit.health()
+    detail["audit_chain"] = state.audit.chain_status()
+    ready = detail["store"] == "ok" and detail["model_version"] is not None and audit_ok
     body = HealthResponse(status="ok" if ready else "unavailable", detail=detail)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
