@@ -27,6 +27,10 @@ convert_app = typer.Typer(help="Turn public fraud datasets into graphrisk events
 app.add_typer(convert_app, name="convert")
 models_app = typer.Typer(help="The model registry: list, promote, rollback.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+audit_app = typer.Typer(
+    help="The audit trail: verify its keyed chain, anchor its head.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.", exists=True)]
@@ -554,14 +558,51 @@ def audit_export_cmd(
     from api.audit import AuditLog
 
     s = _settings()
-    log = AuditLog(s.audit_url)
+    with _errors_exit():
+        log = AuditLog.from_settings(s, background=False)
     try:
         n = log.export_jsonl(out)
-        ok, bad = log.verify()
+        result = log.check()
     finally:
         log.close()
-    save_report(s, "audit-export", {"entries": n, "file": str(out), "chain_intact": ok, "first_bad_seq": bad})
-    if not ok:
+    save_report(s, "audit-export", {"entries": n, "file": str(out), "chain_intact": result.ok,
+                                    "first_bad_seq": result.first_bad_seq, "verification": result.as_dict()})  # fmt: skip
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify_cmd(
+    anchor: Annotated[bool, typer.Option(help="Anchor the head afterwards if the chain verifies.")] = False,
+) -> None:
+    """Verify the audit chain: keyed hashes, links, and the signed anchors (truncation, rewrite).
+
+    Exits 1 when verification fails. A legacy prefix written before the chain was keyed is
+    reported (``unkeyed_entries``), not failed.
+    """
+    from rich.markup import escape
+
+    from api.audit import AuditLog, anchor_path
+
+    s = _settings()
+    with _errors_exit():
+        log = AuditLog.from_settings(s, background=False)
+    try:
+        result = log.check()
+        anchored = log.anchor() if anchor and result.ok else None
+    finally:
+        log.close()
+    save_report(
+        s, "audit-verify", {**result.as_dict(), "anchor_file": str(anchor_path(s)), "anchored": anchored}
+    )
+    if result.unkeyed_entries:
+        console.print(
+            f"[yellow]{result.unkeyed_entries} entries predate the keyed chain (plain SHA-256)[/yellow]"
+        )
+    if not result.ok:
+        console.print(
+            f"[red]audit chain verification failed:[/red] {result.problem}: {escape(result.detail)}"
+        )
         raise typer.Exit(1)
 
 
