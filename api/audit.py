@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, inspect, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
@@ -247,8 +247,7 @@ class AuditLog:
         self.max_lag_s = max_lag_s
         self.max_pending = max_pending
         self.engine: Engine = make_engine(url, lock_timeout_s)
-        if not inspect(self.engine).has_table(audit_table.name):
-            create_tables(self.engine, _metadata)
+        create_tables(self.engine, _metadata)
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._enqueued: deque[float] = deque()  # monotonic enqueue time of each uncommitted entry

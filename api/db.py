@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 # How long a statement waits for a lock before failing (SQLite's busy timeout, PostgreSQL's
@@ -95,6 +95,13 @@ def write_transaction(engine: Engine, lock_name: str) -> Iterator[Connection]:
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """``metadata.create_all`` under the write lock, so workers starting together do not race."""
+    """``metadata.create_all`` under the write lock, so workers starting together do not race.
+
+    The lock is taken only when a table is missing: a process starting while another client
+    holds the database (a backup) does not wait for it.
+    """
+    existing = set(inspect(engine).get_table_names())
+    if all(name in existing for name in metadata.tables):
+        return
     with write_transaction(engine, "ddl") as conn:
         metadata.create_all(conn)

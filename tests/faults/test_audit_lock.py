@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
@@ -105,10 +106,18 @@ def test_audited_routes_503_while_the_audit_db_is_locked(audit_db_url: str, tmp_
         audit_url=audit_db_url, audit_max_lag_s=0.5, audit_anchor_path=tmp_path / "anchors.jsonl",
         audit_hmac_key=KEY.decode(), rate_limit_per_minute=100_000,
     )  # fmt: skip
+    scores = settings.data_dir / "scores"
+    scores.mkdir(parents=True)
+    pd.DataFrame({"id": ["u1"], "score": [0.2], "band": ["allow"], "model_version": ["v1"]}).to_parquet(
+        scores / "user_scores.parquet"
+    )
     with TestClient(create_app(settings)) as client:
-        # A 200 means the entry is already committed, not merely queued.
+        # A 200 means the entry is already committed, not merely queued: on the event loop (the
+        # ring list) and on the thread pool (a known user's score).
         assert client.get("/v1/rings", headers=INVESTIGATOR).status_code == 200
         assert _count(audit_db_url) == 1
+        assert client.get("/v1/users/u1/score", headers=INVESTIGATOR).status_code == 200
+        assert _count(audit_db_url) == 2
         assert client.get("/readyz", headers=ADMIN).json()["detail"]["audit"] == "ok"
 
         with locked(audit_db_url):
@@ -131,6 +140,6 @@ def test_audited_routes_503_while_the_audit_db_is_locked(audit_db_url: str, tmp_
         # The first request's entry was accepted before the lock was noticed: written after the
         # release, not lost. Requests refused while unhealthy never ran, so they left none.
         entries = list(app_audit.entries())
-        assert len(entries) == 3 and [e["action"] for e in entries] == ["list_rings"] * 3
+        assert [e["action"] for e in entries] == ["list_rings", "read_score", "list_rings", "list_rings"]
         assert app_audit.check().ok
         assert client.get("/readyz", headers=ADMIN).json()["detail"]["audit"] == "ok"

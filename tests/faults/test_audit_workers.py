@@ -24,9 +24,12 @@ def _worker(url: str, name: str, start: Barrier) -> None:
     log = AuditLog(url, key=KEY)
     start.wait(timeout=30)
     for i in range(PER_WORKER):
-        log.append(f"key:{name}", "onboarding", "score", f"{name}-{i}", {"i": i})
-        if i % 10 == 0:
-            time.sleep(0.002)  # let the other process's writer in between batches
+        ticket = log.append(f"key:{name}", "onboarding", "score", f"{name}-{i}", {"i": i})
+        if i % 20 == 19:
+            # Like request handlers, wait for a commit now and then; the pause lets the other
+            # process's writer in between this one's batches.
+            ticket.result(timeout=30)
+            time.sleep(0.005)
     log.close(timeout=20)
 
 
