@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,7 +49,7 @@ def _main(config: ConfigOpt = None) -> None:
     try:
         _state.settings = load_settings(config)
     except GraphRiskError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _print_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -78,13 +79,20 @@ def _spinner(text: str) -> Iterator[None]:
         yield
 
 
+def _print_error(exc: BaseException | str) -> None:
+    """Print an error on stderr. Its text is escaped: messages quote Cypher and file names, whose
+    ``[r:USED_DEVICE]`` rich would otherwise take for markup and drop."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
 @contextmanager
 def _errors_exit() -> Iterator[None]:
+    """Turn a GraphRiskError into its message and an exit status (its ``exit_code``, else 1)."""
     try:
         yield
     except GraphRiskError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        _print_error(exc)
+        raise typer.Exit(getattr(exc, "exit_code", 1)) from None
 
 
 @app.command("config")
@@ -179,16 +187,54 @@ def refresh_cmd(
     score: Annotated[
         bool, typer.Option(help="Then score users and find rings with the production models.")
     ] = True,
+    lock_wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Wait up to this many seconds for a running refresh (default: setting refresh_lock_wait_s).",
+        ),
+    ] = None,
+    accept_changed: Annotated[
+        bool,
+        typer.Option(help="Accept processed partitions whose content changed since (recorded; exit 0)."),
+    ] = False,
+    abandon_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="First mark this unfinished batch abandoned (needs --reason); its partitions are taken again."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the batch is abandoned (kept in the ledger).")
+    ] = None,
+    force_abandon: Annotated[
+        bool,
+        typer.Option(
+            help="Abandon even a batch that already wrote to the store (its events then count twice)."
+        ),
+    ] = False,
 ) -> None:
     """Fold input partitions not processed before into the graph and the snapshot.
 
     Safe to re-run at any time: processed partitions are skipped, and an interrupted batch is
-    resumed without double counting.
+    resumed without double counting. One refresh runs at a time: a second one exits 75 naming the
+    holder (or waits --lock-wait seconds). Exits 1 on an error (an interrupted batch whose files
+    changed is one), and 3 when processed partitions changed since processing, unless
+    --accept-changed. ``--abandon-batch N --reason TEXT`` first abandons unfinished batch N
+    (recorded in the ledger, shown in the report), then refreshes, taking its partitions again.
     """
     from graphrisk.store import GraphStore
+    from pipelines.refresh import abandon_batch as abandon
     from pipelines.refresh import refresh
 
+    if abandon_batch is not None and not (reason or "").strip():
+        _print_error("--abandon-batch needs --reason, recorded in the ledger")
+        raise typer.Exit(2)
     s = _settings()
+
+    def warn(message: str) -> None:
+        console.print(message, markup=False, style="yellow")
+
     with (
         _errors_exit(),
         GraphStore(s) as store,
@@ -197,13 +243,19 @@ def refresh_cmd(
         ) as progress,
     ):
         store.verify()
+        abandoned = None
+        if abandon_batch is not None:
+            abandoned = abandon(s, store, abandon_batch, reason or "", force=force_abandon,
+                                lock_wait_s=lock_wait, warn=warn)  # fmt: skip
         task = progress.add_task("scanning partitions", total=None)
 
         def on_batch(seq: int, n: int, resumed: bool) -> None:
             verb = "resuming" if resumed else "building"
             progress.update(task, description=f"{verb} batch {seq} ({n} partitions)")
 
-        report = refresh(s, store, input_root, beam_args=beam_arg, on_batch=on_batch)
+        report = refresh(s, store, input_root, beam_args=beam_arg, on_batch=on_batch,
+                         accept_changed=accept_changed, lock_wait_s=lock_wait, warn=warn)  # fmt: skip
+        report.abandoned = abandoned
         progress.update(task, description="graph built")
         summary = {"nodes": store.node_counts(), "relationships": store.rel_counts()}
     downstream: dict[str, Any] = {}
@@ -213,6 +265,17 @@ def refresh_cmd(
     body = report.to_dict() | downstream
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
     save_report(s, "refresh", body | {"graph": summary})
+    if report.changed_after_processing:
+        files = ", ".join(report.changed_after_processing)
+        if accept_changed:
+            warn(f"warning: accepted changed partitions (recorded in the ledger; not re-read): {files}")
+        else:
+            warn(
+                f"warning: {len(report.changed_after_processing)} processed partitions changed since they"
+                f" were processed: {files}. Their new content is not in the graph or the snapshot. Restore"
+                " them, or put changed data in a new partition; run with --accept-changed to accept."
+            )
+            raise typer.Exit(3)
 
 
 @app.command("summary")
@@ -303,7 +366,7 @@ def train_cmd(
             registry.promote(meta.version)
             promoted = meta.version
         except RegistryError as exc:
-            console.print(f"[yellow]{exc}[/yellow]")
+            console.print(f"[yellow]{escape(str(exc))}[/yellow]")
     save_report(s, "train", {"version": meta.version, "promoted": promoted, **report})
 
 
@@ -330,7 +393,7 @@ def _train_decision_points(
                 lambda i, n: progress.update(replay, completed=i, total=n),
             )  # fmt: skip
         except DecisionPointError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            _print_error(exc)
             raise typer.Exit(1) from None
 
 
@@ -518,7 +581,7 @@ def models_promote_cmd(
     try:
         meta = reg.promote(version, force=force)
     except RegistryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _print_error(exc)
         raise typer.Exit(1) from None
     save_report(_settings(), "models-promote", {"production": meta.version, "metrics": meta.metrics})
 
@@ -531,7 +594,7 @@ def models_rollback_cmd() -> None:
     try:
         version = _registry(_settings()).rollback()
     except RegistryError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _print_error(exc)
         raise typer.Exit(1) from None
     save_report(_settings(), "models-rollback", {"production": version})
 

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
 
     # Where runs keep their snapshot, dead letters and reports.
     data_dir: Path = Path("var")
+    # One refresh at a time (a file lock in data_dir and a lock in the store's ledger): a second
+    # run waits this long for them, then exits non-zero. A store lock whose holder has not
+    # heartbeated for refresh_lock_stale_s is taken over (a run that died), with a warning.
+    refresh_lock_wait_s: float = Field(0.0, ge=0)
+    refresh_lock_stale_s: float = Field(900.0, ge=10)
 
     # API: key -> role (onboarding | investigator | admin). Development gets one key per role.
     api_keys: dict[str, Literal["onboarding", "investigator", "admin"]] = Field(
