@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,19 +110,35 @@ def schema_cmd() -> None:
     typer.echo(json.dumps(event_json_schema(), indent=2))
 
 
+class _Engine(StrEnum):
+    """The local servers ``graphrisk server`` can start."""
+
+    arcadedb = "arcadedb"
+    neo4j = "neo4j"
+
+
 @app.command("server")
 def server_cmd(
-    root: Annotated[Path | None, typer.Option(help="Data folder (default: settings.arcadedb_root).")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Data folder (default: settings.arcadedb_root or settings.neo4j_root)."),
+    ] = None,
+    engine: Annotated[_Engine | None, typer.Option(help="Default: settings.store_engine.")] = None,
+    bolt_port: Annotated[int | None, typer.Option(help="Default: the port of settings.store_uri.")] = None,
 ) -> None:
-    """Run the local ArcadeDB Bolt server in the foreground (development only)."""
-    from graphrisk.local_server import LocalServer
+    """Run a local Bolt server, ArcadeDB or Neo4j, in the foreground (development only)."""
+    from graphrisk.local_server import local_server
 
     s = _settings()
-    port = int(s.store_uri.rsplit(":", 1)[1])
-    server = LocalServer(root=(root or s.arcadedb_root).resolve(), password=s.store_password.get_secret_value(),
-                         database=s.store_database, bolt_port=port, http_port=s.arcadedb_http_port)  # fmt: skip
+    if engine is not None:
+        s = s.model_copy(update={"store_engine": engine.value})
+    if bolt_port is not None:
+        s = s.model_copy(update={"store_uri": f"bolt://127.0.0.1:{bolt_port}"})
+    server = local_server(s, root)
     with _errors_exit(), server:
-        console.print(f"ArcadeDB serving Bolt at {server.uri}, database {s.store_database}. Ctrl-C stops it.")
+        console.print(
+            f"{server.engine} serving Bolt at {server.uri}, database {s.store_database}. Ctrl-C stops it."
+        )
         try:
             while True:
                 time.sleep(3600)

@@ -56,9 +56,15 @@ class Settings(BaseSettings):
     write_batch_size: int = Field(5000, ge=1, le=50_000)
     write_retries: int = Field(5, ge=0, le=20)
 
+    # Which Cypher dialect the store speaks: picks per-engine statements in cypher/ (see
+    # docs/stores.md) and the server `graphrisk server` starts.
+    store_engine: Literal["arcadedb", "neo4j"] = "arcadedb"
+
     # Local ArcadeDB server (development and tests only).
     arcadedb_root: Path = Path("var/arcadedb")
     arcadedb_http_port: int = 2480
+    # Local Neo4j server (`make neo4j`; development and tests only).
+    neo4j_root: Path = Path("var/neo4j")
 
     # Pseudonymisation.
     pseudonymisation_key: SecretStr = SecretStr(_DEV_KEY)

@@ -39,29 +39,38 @@ _RETRYABLE = (ConstraintError, ServiceUnavailable, SessionExpired, TransientErro
 
 
 class CypherLibrary:
-    """Loads ``cypher/<group>/<name>.cypher`` files by name (``"upsert/nodes_user"``)."""
+    """Loads ``cypher/<group>/<name>.cypher`` files by name (``"upsert/nodes_user"``).
 
-    def __init__(self, root: Path = CYPHER_DIR) -> None:
+    Where the stores' Cypher differs, ``<name>.<engine>.cypher`` (``constraint_user_id.neo4j.cypher``)
+    holds the statement for that engine and wins over ``<name>.cypher`` when the library is made
+    for it; docs/stores.md lists the differences.
+    """
+
+    def __init__(self, root: Path = CYPHER_DIR, engine: str | None = None) -> None:
         self.root = root
+        self.engine = engine
 
     def names(self) -> list[str]:
-        """Every statement name, sorted."""
+        """Every statement name, sorted (an engine's variant is not a name of its own)."""
         return sorted(
-            p.relative_to(self.root).with_suffix("").as_posix() for p in self.root.rglob("*.cypher")
+            p.relative_to(self.root).with_suffix("").as_posix()
+            for p in self.root.rglob("*.cypher")
+            if "." not in p.stem
         )
 
     def get(self, name: str) -> LiteralString:
-        """The text of one statement.
+        """The text of one statement, the engine's variant where there is one.
 
         Raises:
             UnknownStatementError: no such file.
         """
-        return _read_statement(self.root, name)
+        return _read_statement(self.root, name, self.engine)
 
 
 @cache
-def _read_statement(root: Path, name: str) -> LiteralString:
-    path = root / f"{name}.cypher"
+def _read_statement(root: Path, name: str, engine: str | None = None) -> LiteralString:
+    variant = root / f"{name}.{engine}.cypher"
+    path = variant if engine and variant.is_file() else root / f"{name}.cypher"
     if not path.is_file():
         raise UnknownStatementError(f"no Cypher statement {name!r} (looked for {path})")
     # Statements are files in the repository, never user input: that is what LiteralString vouches.
@@ -96,7 +105,7 @@ class GraphStore:
     def __init__(self, settings: Settings, library: CypherLibrary | None = None) -> None:
         self.settings = settings
         self.database = settings.store_database
-        self.library = library or CypherLibrary()
+        self.library = library or CypherLibrary(engine=settings.store_engine)
         self._driver = neo4j.GraphDatabase.driver(
             settings.store_uri,
             auth=(settings.store_user, settings.store_password.get_secret_value()),
