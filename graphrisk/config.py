@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # from a producer whose clock says 2099 would otherwise move every user's account age.
     future_event_tolerance_s: int = Field(300, ge=0)
 
+    # Event ids are remembered this many days back from the newest day ingested, so an event
+    # replayed in a later file counts once; older events are dead-lettered (pipelines/seen_ids.py).
+    replay_horizon_days: int = Field(30, ge=1)
+
     # Fraud labels arrive days after the fact: training at a cut-off reads only the labels of users
     # onboarded at least this many hours before it (the backtest's default too).
     label_delay_h: float = Field(72.0, ge=0)
@@ -162,6 +166,11 @@ class Settings(BaseSettings):
     def snapshot_dir(self) -> Path:
         """Parquet node and edge tables (what training reads)."""
         return self.data_dir / "snapshot"
+
+    @property
+    def seen_ids_dir(self) -> Path:
+        """Event ids each batch accepted, by day: the record that makes replays count once."""
+        return self.data_dir / "seen_ids"
 
     @property
     def dead_letter_dir(self) -> Path:

@@ -14,6 +14,8 @@ write.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -29,6 +31,26 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 1
+
+# Free text stored as given (a merchant's category) is bounded: one 1 MB category would ride along
+# in every store write and snapshot file that touches its merchant.
+MAX_FREE_TEXT = 128
+
+# Characters removed from free text before it is validated: the control (Cc) and format (Cf)
+# characters of Unicode 14: C0 and C1 controls, DEL, and the invisible characters that reorder or
+# hide text (bidi overrides, zero-width marks, tags, the BOM). Whitespace controls (tab, line
+# breaks) become a space, so words stay apart. Written out, not looked up by category, so the
+# columnar check (pipelines/validate.py, RE2) and the model use the very same set.
+CONTROL_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
+    (0x202A, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+# The same set as a character class for RE2 (Arrow's compute functions) and for Python's re.
+CONTROL_CLASS = "[" + "".join(f"\\x{{{lo:x}}}-\\x{{{hi:x}}}" for lo, hi in CONTROL_RANGES) + "]"
+_CONTROL = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in CONTROL_RANGES) + "]")
 
 # 2000-01-01 .. 2100-01-01: anything outside is a unit mistake (seconds vs ms) or garbage.
 _MIN_MS = 946_684_800_000
@@ -91,9 +113,43 @@ def _blank_to_none(value: Any) -> Any:
     return value
 
 
+def _without_controls(value: Any) -> Any:
+    # Whitespace controls become a space (then leading and trailing ones are stripped as before).
+    if isinstance(value, str) and _CONTROL.search(value):
+        return _CONTROL.sub(lambda m: " " if m.group().isspace() else "", value)
+    return value
+
+
+def _amount(value: Any) -> Any:
+    # Strict where lax parsing misleads: true would read as 1.00, and NaN / Infinity would be
+    # reported as out of range (or, NaN, as missing) instead of as what they are.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an amount")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value  # pydantic names it: not a valid number
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(
+            f"{'NaN' if number != number else 'Infinity'} is not an amount: it must be a finite number"
+        )
+    return value
+
+
 EpochMs = Annotated[int, BeforeValidator(_to_epoch_ms)]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-OptStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+
+
+_BLANK = BeforeValidator(_blank_to_none)
+_NO_CONTROLS = BeforeValidator(_without_controls)
+# Optional free text, bounded. Before-validators run right to left: controls go first, so text
+# of controls alone is blank, and blank is absent.
+Fingerprint = Annotated[Annotated[str, Field(max_length=512)] | None, _BLANK, _NO_CONTROLS]
+Postcode = Annotated[Annotated[str, Field(max_length=32)] | None, _BLANK, _NO_CONTROLS]
+CardNumber = Annotated[Annotated[str, Field(max_length=64)] | None, _BLANK, _NO_CONTROLS]
+Category = Annotated[Annotated[str, Field(max_length=MAX_FREE_TEXT)] | None, _BLANK, _NO_CONTROLS]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 
@@ -105,7 +161,7 @@ class IdentityDocument(_Model):
     """An identity document presented at onboarding."""
 
     type: DocumentType
-    number: Annotated[str, Field(min_length=3, max_length=64)]
+    number: Annotated[str, _NO_CONTROLS, Field(min_length=3, max_length=64)]
     issuing_country: Country
 
 
@@ -113,15 +169,15 @@ class DeviceInfo(_Model):
     """The device an event came from: our device id plus its browser/app fingerprint."""
 
     id: Id
-    fingerprint: OptStr = None
+    fingerprint: Fingerprint = None
 
 
 class PostalAddress(_Model):
     """A postal address as entered by the applicant."""
 
-    line1: Annotated[str, Field(min_length=1, max_length=256)]
-    city: Annotated[str, Field(min_length=1, max_length=128)]
-    postcode: OptStr = None
+    line1: Annotated[str, _NO_CONTROLS, Field(min_length=1, max_length=256)]
+    city: Annotated[str, _NO_CONTROLS, Field(min_length=1, max_length=128)]
+    postcode: Postcode = None
     country: Country
 
 
@@ -143,8 +199,8 @@ class OnboardingEvent(_EventBase):
     event_type: Literal[EventType.ONBOARDING] = EventType.ONBOARDING
     document: IdentityDocument
     device: DeviceInfo
-    email: Annotated[str, Field(min_length=3, max_length=320)]
-    phone: Annotated[str, Field(min_length=4, max_length=32)]
+    email: Annotated[str, _NO_CONTROLS, Field(min_length=3, max_length=320)]
+    phone: Annotated[str, _NO_CONTROLS, Field(min_length=4, max_length=32)]
     ip: Annotated[str, Field(min_length=2, max_length=64)]
     address: PostalAddress
 
@@ -164,12 +220,12 @@ class PaymentEvent(_EventBase):
     """
 
     event_type: Literal[EventType.PAYMENT] = EventType.PAYMENT
-    amount: Annotated[float, Field(gt=0, lt=1e9)]
+    amount: Annotated[float, BeforeValidator(_amount), Field(gt=0, lt=1e9)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     merchant_id: Annotated[Id | None, BeforeValidator(_blank_to_none)] = None
     counterparty_id: Annotated[Id | None, BeforeValidator(_blank_to_none)] = None
-    card_number: OptStr = None
-    merchant_category: OptStr = None
+    card_number: CardNumber = None
+    merchant_category: Category = None
 
     @model_validator(mode="after")
     def _one_destination(self) -> PaymentEvent:
@@ -191,8 +247,10 @@ def unflatten(record: dict[str, Any]) -> dict[str, Any]:
     row carries an empty ``amount``; empty means absent.
     """
     out: dict[str, Any] = {}
+    # A payment's amount given as NaN is a value to reject as such, not a blank column.
+    nan_is_value = record.get("event_type") == EventType.PAYMENT
     for key, value in record.items():
-        if value is None or _blank_to_none(value) is None:
+        if value is None or (_blank_to_none(value) is None and not (nan_is_value and key == "amount")):
             continue
         if "." not in key:
             out[key] = value

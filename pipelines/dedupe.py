@@ -2,7 +2,8 @@
 
 A replayed record (same id, same content) is a duplicate and is counted as such. Two records
 with the same id but different content are a producer bug: the first (by file, then line) is
-kept and the other goes to the dead letters, so nothing disappears silently.
+kept and the other goes to the dead letters, so nothing disappears silently. The same holds
+across batches, against the ids earlier batches recorded (:mod:`pipelines.seen_ids`).
 
 Clean tables are split into buckets by a stable hash of the event id, so every copy of an
 event meets the others in one bucket; each bucket is then deduplicated as one sorted table.
@@ -25,9 +26,12 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.records import STAGE_DEDUPE, DeadLetter, from_ipc, to_ipc
+from pipelines.seen_ids import ReplayGuard, drop_replays, record_ids
 
 DEAD = "dead"
 NAMESPACE = "graphrisk"
+# Buckets of event ids; the record of seen ids is split the same way (a change is handled, at a cost).
+BUCKETS = 8
 _ORIGIN = ("source", "line")
 
 
@@ -110,13 +114,21 @@ class _SplitFn(beam.DoFn):
 
 
 class _KeepFirstFn(beam.DoFn):
-    def __init__(self) -> None:
+    def __init__(self, guard: ReplayGuard | None, buckets: int) -> None:
+        self._guard = guard
+        self._buckets = buckets
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
         self.accepted = Metrics.counter(NAMESPACE, "accepted")
 
     def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator[Any]:
-        _, parts = element
+        bucket, parts = element
         unique, duplicates, dead = dedupe_table(pa.concat_tables([from_ipc(p) for p in parts]))
+        if self._guard is not None:
+            # Then across batches: what earlier batches counted is a replay (or a conflict).
+            unique, replays, late = drop_replays(unique, self._guard, bucket, self._buckets)
+            record_ids(self._guard, bucket, self._buckets, unique)
+            duplicates += replays
+            dead += late
         self.accepted.inc(len(unique))
         self.duplicates.inc(duplicates)
         for letter in dead:
@@ -125,16 +137,24 @@ class _KeepFirstFn(beam.DoFn):
 
 
 class DedupeEvents(beam.PTransform):
-    """Clean event tables → one table of unique events per bucket; conflicts → ``dead``."""
+    """Clean event tables → one table of unique events per bucket; conflicts → ``dead``.
 
-    def __init__(self, buckets: int = 8) -> None:
+    With a ``guard`` (:mod:`pipelines.seen_ids`), events earlier batches counted are dropped too
+    (replays are duplicates, other content or a time past the replay horizon a dead letter), and
+    the batch records the ids it keeps. Without one, as in the in-process event log, which reads
+    all its files as one batch, dedupe is within the batch.
+    """
+
+    def __init__(self, buckets: int = BUCKETS, guard: ReplayGuard | None = None) -> None:
         super().__init__()
         self.buckets = buckets
+        self.guard = guard
 
     def expand(self, events: beam.PCollection) -> pvalue.DoOutputsTuple:
+        keep_first = _KeepFirstFn(self.guard, self.buckets)
         return (
             events
             | "SplitByEventId" >> beam.ParDo(_SplitFn(self.buckets))
             | "GroupBucket" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(_KeepFirstFn()).with_outputs(DEAD, main="events")
+            | "KeepFirst" >> beam.ParDo(keep_first).with_outputs(DEAD, main="events")
         )

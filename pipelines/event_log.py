@@ -92,7 +92,7 @@ def read_event_log(
     log = EventLog(CLEAN_SCHEMA.empty_table())
     for rel in sorted(relpaths):
         for chunk in read_chunks(input_root, rel):
-            log.read += len(chunk) + len(chunk.unreadable)
+            log.read += chunk.read_count
             batch, dead = parse_chunk(chunk, future)
             log.dead += dead
             if not len(batch.table):

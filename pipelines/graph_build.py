@@ -23,6 +23,7 @@ from pipelines.options import pipeline_options
 from pipelines.parse import FutureEventLimit, ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import ReadEvents
+from pipelines.seen_ids import ReplayGuard, prepare_guard
 from pipelines.snapshot import WriteSnapshotDelta
 from pipelines.write_store import WriteGraphToStore
 
@@ -70,16 +71,24 @@ class BuildEntityGraph(beam.PTransform):
     read → parse/validate → normalise/pseudonymise → dedupe → extract → aggregate → write.
     Events dated after ``ingested_at_ms`` plus ``settings.future_event_tolerance_s`` are
     dead-lettered; ``ingested_at_ms`` is the batch's recorded start, the same on every run of it.
+    With a ``replay_guard``, events counted by earlier batches are duplicates (see
+    :mod:`pipelines.seen_ids`).
     """
 
     def __init__(
-        self, settings: Settings, batch_seq: int, dead_letter_path: Path, ingested_at_ms: int
+        self,
+        settings: Settings,
+        batch_seq: int,
+        dead_letter_path: Path,
+        ingested_at_ms: int,
+        replay_guard: ReplayGuard | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.batch_seq = batch_seq
         self.dead_letter_path = dead_letter_path
         self.future = FutureEventLimit(ingested_at_ms, settings.future_event_tolerance_s)
+        self.replay_guard = replay_guard
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         s = self.settings
@@ -87,7 +96,7 @@ class BuildEntityGraph(beam.PTransform):
         clean = parsed.events | "Pseudonymise" >> PseudonymiseEvents(
             s.pseudonymisation_key.get_secret_value().encode(), s.fx_rates, s.default_phone_region
         )
-        unique = clean.events | "Dedupe" >> DedupeEvents()
+        unique = clean.events | "Dedupe" >> DedupeEvents(guard=self.replay_guard)
         facts = unique.events | "Extract" >> ExtractGraph()
         nodes = facts[NODES] | "AggregateNodes" >> AggregateNodes()
         edges = facts[EDGES] | "AggregateEdges" >> AggregateEdges()
@@ -126,11 +135,13 @@ def run_graph_build(
     """
     dl_path = dead_letter_path(settings, batch_seq)
     dl_path.unlink(missing_ok=True)
+    # Only batches before this one count as seen; this batch's own record is rewritten.
+    guard = prepare_guard(settings.seen_ids_dir, batch_seq, settings.replay_horizon_days)
     opts = pipeline_options(settings.beam_runner, settings.beam_workers, beam_args)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=opts)
     records = pipeline | "Read" >> ReadEvents(input_root, relpaths)
-    _ = records | "Build" >> BuildEntityGraph(settings, batch_seq, dl_path, ingested_at_ms)
+    _ = records | "Build" >> BuildEntityGraph(settings, batch_seq, dl_path, ingested_at_ms, guard)
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counts_from_metrics(result)

@@ -78,8 +78,11 @@ def parse_chunk(
     they know is past (the in-process event log, tests); the graph build always passes one.
     """
     dead = [
-        DeadLetter(chunk.source, line, STAGE_READ, "record", error, None) for line, error in chunk.unreadable
+        DeadLetter(chunk.source, r.line, STAGE_READ, r.field, r.error or "unreadable", None, r.raw)
+        for r in chunk.unreadable
     ]
+    if chunk.broken is not None:
+        dead.append(DeadLetter(chunk.source, chunk.broken[0], STAGE_READ, "file", chunk.broken[1], None))
     lines = np.asarray(chunk.lines, dtype=np.int64)
     rows = np.arange(len(chunk), dtype=np.int64)
     view: pa.Table | None = None
@@ -137,7 +140,7 @@ class _ParseFn(beam.DoFn):
         self._read = Metrics.counter("graphrisk", "read")
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
-        self._read.inc(len(chunk) + len(chunk.unreadable))
+        self._read.inc(chunk.read_count)
         batch, dead = parse_chunk(chunk, self._future)
         for letter in dead:
             yield pvalue.TaggedOutput(DEAD, letter)

@@ -7,8 +7,9 @@ records, and the work inside a stage runs column by column.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -16,12 +17,18 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class RawRecord:
-    """One input record and where it came from (``line`` is 1-based; a row number for Parquet)."""
+    """One input record and where it came from (``line`` is 1-based; a row number for Parquet).
+
+    A line that could not be read as a record has ``record=None`` and an ``error``.
+    """
 
     source: str
     line: int
     record: dict[str, Any] | None
     error: str | None = None
+    # For an unreadable record: the field at fault where there is one, and the raw line as text.
+    field: str = "record"
+    raw: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,17 +40,27 @@ class RawChunk:
     (mixed types in a column): validation then takes the per-record path for all of them.
     ``records`` are the records as read (what dead letters carry); for columnar files they are
     ``None`` and derived from ``table`` on demand, since only rejected rows ever need them.
-    Unreadable lines are in ``unreadable`` as ``(line, error)``.
+    Unreadable lines are in ``unreadable``, as records with an error and no record.
+
+    ``len`` counts the readable records only; :attr:`read_count` is what the chunk adds to ``read``.
     """
 
     source: str
     lines: list[int]
     table: pa.Table | None
     records: list[dict[str, Any]] | None = None
-    unreadable: list[tuple[int, str]] = field(default_factory=list)
+    unreadable: list[RawRecord] = field(default_factory=list)
+    # The file could not be read from this line (row) on: (line, reason). One dead letter stands
+    # for the rest of the file, which counts as one record read and rejected.
+    broken: tuple[int, str] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    @property
+    def read_count(self) -> int:
+        """Records this chunk accounts for: readable, unreadable, and one for a broken file's rest."""
+        return len(self.lines) + len(self.unreadable) + (self.broken is not None)
 
     def record(self, row: int) -> dict[str, Any]:
         """The raw record of one row, as read."""
@@ -63,12 +80,40 @@ class RawChunk:
         return [chunk_of_records(src, rs) for src, rs in by_source.items()]
 
 
+# Dead letters keep raw text up to this many characters per value: enough to find and fix a record,
+# while a 1 MB field or line does not make a 1 MB dead letter.
+MAX_RAW_CHARS = 4096
+
+
+def truncate(text: str, limit: int = MAX_RAW_CHARS) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and a note of its length,
+    ``limit`` characters in all (so truncating again changes nothing)."""
+    if len(text) <= limit:
+        return text
+    note = f"...[truncated: {len(text):,} characters]"
+    return text[: limit - len(note)] + note
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return truncate(value)
+    if depth > 16:
+        return truncate(repr(value))
+    if isinstance(value, dict):
+        return {str(k): _bounded(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(v, depth + 1) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A rejected record with the reason, enough to find, fix and replay it.
 
-    Dead letters keep the raw record (that is what makes a replay possible), so the dead-letter
-    directory holds personal data: keep it under the same access control as the input files.
+    Dead letters keep the raw record (that is what makes a replay possible), or, for a line that
+    could not be read as a record, the raw line (``raw``), so the dead-letter directory holds
+    personal data: keep it under the same access control as the input files. Text values are
+    kept up to :data:`MAX_RAW_CHARS` characters each.
     """
 
     source: str
@@ -77,10 +122,12 @@ class DeadLetter:
     field: str
     reason: str
     record: dict[str, Any] | None
+    raw: str | None = None
 
     def to_json(self) -> str:
-        """One JSONL line."""
-        return json.dumps(asdict(self), default=str, sort_keys=True)
+        """One JSONL line, every text value bounded."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps(_bounded(fields), default=str, sort_keys=True)
 
 
 def to_ipc(table: pa.Table) -> bytes:

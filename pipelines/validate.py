@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 from graphrisk.events import (
     _MAX_MS,
     _MIN_MS,
+    CONTROL_CLASS,
+    MAX_FREE_TEXT,
     DocumentType,
     EventType,
     LoginEvent,
@@ -66,8 +68,8 @@ _COUNTRY_FIELDS = ("document.issuing_country", "address.country")
 _LENGTHS: dict[str, tuple[int, int]] = {
     "document.number": (3, 64), "email": (3, 320), "phone": (4, 32), "ip": (2, 64),
     "address.line1": (1, 256), "address.city": (1, 128),
-    "device.fingerprint": (1, sys.maxsize), "address.postcode": (1, sys.maxsize),
-    "card_number": (1, sys.maxsize), "merchant_category": (1, sys.maxsize),
+    "device.fingerprint": (1, 512), "address.postcode": (1, 32),
+    "card_number": (1, 64), "merchant_category": (1, MAX_FREE_TEXT),
     "document.type": (1, sys.maxsize),
 }  # fmt: skip
 _DOC_TYPES = pa.array([d.value for d in DocumentType])
@@ -109,7 +111,12 @@ def _field_checks(cols: dict[str, pa.Array], n: int) -> dict[str, np.ndarray]:
     )
     ok |= _per_column(cols, _COUNTRY_FIELDS, lambda v: pc.match_substring_regex(v, r"^[A-Z]{2}$"))
     ok |= _per_column(cols, ("currency",), lambda v: pc.match_substring_regex(v, r"^[A-Z]{3}$"))
-    ok |= _per_column(cols, tuple(_LENGTHS), _trimmed)
+    # Text with a control character is left to the model, which removes them (a changed value).
+    ok |= _per_column(
+        cols,
+        tuple(_LENGTHS),
+        lambda v: pc.and_(_trimmed(v), pc.invert(pc.match_substring_regex(v, CONTROL_CLASS))),
+    )
     for name, (lo, hi) in _LENGTHS.items():
         if name in ok:
             length = pc.utf8_length(cols[name])
