@@ -20,7 +20,7 @@ import pytest
 from graphrisk.config import Settings
 from graphrisk.graph_schema import NodeLabel, RelType
 from graphrisk.store import GraphStore
-from pipelines.refresh import refresh
+from pipelines.refresh import abandon_batch, refresh
 from pipelines.snapshot import load_snapshot
 from tests.factories import make_events
 from tests.test_refresh import graph_state
@@ -119,3 +119,29 @@ def test_a_resumed_replaying_batch_does_not_take_its_own_ids_for_replays(
     refresh(clean, store, tmp_path / "clean_in")
     assert resumed_state == graph_state(store)
     _assert_same_snapshot(resumed_snapshot, _snapshot(clean))
+
+
+def test_an_abandoned_batch_leaves_no_seen_ids_behind(
+    store: GraphStore, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its partitions are taken again by a new batch: its ids must not make them replays."""
+    events = make_events(users=10, hours=1)
+    events.write(tmp_path / "in")
+    real_write = store.write
+
+    def crash_at_finish(name: str, **params: Any) -> list[dict[str, Any]]:
+        if name == "ledger/finish_batch":
+            raise SystemExit("killed before the batch was marked done")
+        return real_write(name, **params)
+
+    monkeypatch.setattr(store, "write", crash_at_finish)
+    with pytest.raises(SystemExit):
+        refresh(settings, store, tmp_path / "in")
+    monkeypatch.setattr(store, "write", real_write)
+    assert list(settings.seen_ids_dir.rglob("batch=000001-*.parquet"))
+
+    abandon_batch(settings, store, 1, "test: abandoned on purpose", force=True)
+    assert not list(settings.seen_ids_dir.rglob("batch=000001-*.parquet"))
+    again = refresh(settings, store, tmp_path / "in")
+    [batch] = again.batches
+    assert (batch.counts["accepted"], batch.counts["duplicates"]) == (len(events.hours[0]), 0)
