@@ -56,6 +56,10 @@ def _sqlite_explicit_transactions(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         try:
             cur.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL still makes a commit survive a crash of the process (the API's
+            # failure mode); only an OS crash or power loss can lose the last commits. FULL
+            # fsyncs every commit: ~3 ms on these disks, on every audited request.
+            cur.execute("PRAGMA synchronous=NORMAL")
         finally:
             cur.close()
 
