@@ -20,10 +20,10 @@ in the ledger); a second one waits ``refresh_lock_wait_s`` and then fails with w
 
 An operator can abandon an unfinished batch (:func:`abandon_batch`, ``graphrisk refresh
 --abandon-batch N --reason ...``): the ledger records who, when and why; its partitions are not
-marked processed, so the next refresh takes them again as a new batch, and its snapshot delta is
-moved aside and never folded. Only a batch that has written nothing to the store can be
-abandoned without ``force``: the store keeps no pre-image to undo a partial write, and its events
-would count twice once their partitions are taken again.
+marked processed, so the next refresh takes them again as a new batch; its snapshot delta is
+moved aside and never folded, and its record of seen event ids is forgotten. Only a batch that
+has written nothing to the store can be abandoned without ``force``: the store keeps no pre-image
+to undo a partial write, and its events would count twice once their partitions are taken again.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from graphrisk.store import GraphStore
 from pipelines.graph_build import BuildCounts, run_graph_build
 from pipelines.locks import StoreLock, holder_name, refresh_lock
 from pipelines.read import SUPPORTED_SUFFIXES
+from pipelines.seen_ids import forget_batch
 from pipelines.snapshot import compact_snapshot, delta_dir
 
 
@@ -296,6 +297,8 @@ def abandon_batch(
         by, now = holder_name(), _now_ms()
         store.write("ledger/abandon_batch", seq=seq, now=now, by=by, reason=reason,
                     partial_nodes=nodes, partial_rels=rels)  # fmt: skip
+        # Its recorded event ids go too: else its events would count as replays when retaken.
+        forgotten = forget_batch(settings.seen_ids_dir, seq)
         moved = None
         src = delta_dir(settings.snapshot_dir, seq)
         if src.is_dir():
@@ -306,7 +309,7 @@ def abandon_batch(
         return {
             "seq": seq, "partitions": list(rows[0]["partitions"]), "abandoned_by": by,
             "abandoned_at": now, "reason": reason, "partial_writes": {"nodes": nodes, "relationships": rels},
-            "forced": bool(nodes or rels), "delta_moved_to": moved,
+            "forced": bool(nodes or rels), "delta_moved_to": moved, "seen_id_files_forgotten": forgotten,
             "next": "its partitions are not processed: the next refresh takes them again as a new batch",
         }  # fmt: skip
 
