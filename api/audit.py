@@ -90,7 +90,7 @@ UNKEYED_ENTRIES = Gauge(
 WRITE_FAILURES = Counter(
     "graphrisk_audit_write_failures", "Failed attempts to write an audit batch (retried)"
 )
-WRITER_HEALTHY = Gauge("graphrisk_audit_writer_healthy", "1 while the audit writer keeps up")
+WRITER_HEALTHY = Gauge("graphrisk_audit_writer_healthy", "1 while the audit writer's last attempt succeeded")
 PENDING = Gauge("graphrisk_audit_pending_entries", "Audit entries accepted and not yet committed")
 
 BATCH = 500
@@ -251,7 +251,12 @@ class AuditLog:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._enqueued: deque[float] = deque()  # monotonic enqueue time of each uncommitted entry
-        self._max_seq = 0  # the highest seq this process has seen: the chain never gets shorter
+        # The highest (seq, hash) this process committed, verified or anchored: an in-memory
+        # anchor. The chain never gets shorter, and that entry never changes.
+        self._seen: tuple[int, str] = (0, GENESIS)
+        # The (seq, hash) this process had seen when it found the chain shorter: kept (and
+        # anchored) as evidence, so that appending past the cut does not hide it.
+        self._lost: tuple[int, str] | None = None
         self._last_anchored = 0
         self._failing: str | None = None  # why the last write attempt failed, until one succeeds
         self._closing = threading.Event()
@@ -374,9 +379,7 @@ class AuditLog:
                 select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
             ).first()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
-            if seq < self._max_seq:
-                SEQUENCE_SHRUNK.set(1)
-                log.error("audit chain shrank: head is seq %d, this process saw seq %d", seq, self._max_seq)
+            lost = self._seen if seq < self._seen[0] else None
             rows = []
             for at, actor, role, action, target, body, _ticket in batch:
                 seq += 1
@@ -385,8 +388,24 @@ class AuditLog:
                              "target": target, "detail": body, "prev_hash": prev, "hash": digest})  # fmt: skip
                 prev = digest
             conn.execute(audit_table.insert(), rows)
-        self._max_seq = max(self._max_seq, seq)
+        if lost is not None:
+            self._shrunk(lost, seq - len(batch))
+        if seq > self._seen[0]:
+            self._seen = (seq, prev)
         return seq
+
+    def _shrunk(self, lost: tuple[int, str], head_seq: int) -> None:
+        """The chain ends before ``lost``, an entry this process had seen: alert, and keep the
+        evidence (in memory, and in the anchor file for every other verifier)."""
+        SEQUENCE_SHRUNK.set(1)
+        log.error("audit chain shrank: head was seq %d, this process had seen seq %d", head_seq, lost[0])
+        if self._lost is None:
+            self._lost = lost
+            if self.anchors is not None:
+                try:
+                    self._write_anchor(*lost)
+                except OSError as exc:
+                    log.error("audit: could not anchor the lost head seq %d: %s", lost[0], exc)
 
     def health(self) -> tuple[bool, str]:
         """``(True, "ok")`` while entries get committed within ``max_lag_s``; else ``(False, why)``.
@@ -442,7 +461,11 @@ class AuditLog:
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every stored entry in order (call :meth:`flush` first to include queued ones)."""
         with self.engine.connect() as conn:
-            for row in conn.execute(select(audit_table).order_by(audit_table.c.seq)):
+            # Streamed (a server-side cursor on PostgreSQL): the chain may not fit in memory.
+            rows = conn.execution_options(yield_per=2000).execute(
+                select(audit_table).order_by(audit_table.c.seq)
+            )
+            for row in rows:
                 yield dict(row._mapping)
 
     def head(self) -> tuple[int, str]:
@@ -466,10 +489,11 @@ class AuditLog:
             anchored = self._read_anchors()
         except _BadAnchor as bad:
             return self._record(Verification(False, 0, 0, GENESIS, problem="bad_anchor", detail=str(bad)))
-        seen = self._max_seq
-        result = self._walk(anchored)
-        if result.ok and result.head_seq < max(seen, max(anchored, default=0)):
-            expected = max(seen, max(anchored, default=0))
+        memory = dict([self._seen, *([self._lost] if self._lost else [])])
+        memory.pop(0, None)
+        result = self._walk(anchored, memory)
+        expected = max(max(anchored, default=0), max(memory, default=0))
+        if result.ok and result.head_seq < expected:
             result = Verification(
                 False, result.entries, result.head_seq, result.head_hash, first_bad_seq=result.head_seq + 1,
                 problem="truncated", detail=f"the chain ends at seq {result.head_seq}; seq {expected} existed",
@@ -478,7 +502,7 @@ class AuditLog:
             )  # fmt: skip
         return self._record(result)
 
-    def _walk(self, anchored: dict[int, str]) -> Verification:
+    def _walk(self, anchored: dict[int, str], memory: dict[int, str]) -> Verification:
         prev, expected, unkeyed, keyed_seen, n = GENESIS, 1, 0, False, 0
         top = max(anchored, default=0)
 
@@ -501,6 +525,8 @@ class AuditLog:
                 return bad(seq, "broken", f"seq {seq}: hash does not match its content")
             if seq in anchored and anchored[seq] != e["hash"]:
                 return bad(seq, "rewritten", f"seq {seq} differs from its anchored hash")
+            if seq in memory and memory[seq] != e["hash"]:
+                return bad(seq, "rewritten", f"seq {seq} differs from the entry this process saw")
             prev, expected, n = e["hash"], expected + 1, n + 1
         return Verification(True, n, expected - 1, prev, unkeyed_entries=unkeyed, anchors=len(anchored),
                             anchored_seq=top)  # fmt: skip
@@ -522,10 +548,13 @@ class AuditLog:
         UNKEYED_ENTRIES.set(result.unkeyed_entries)
         if result.problem == "truncated":
             SEQUENCE_SHRUNK.set(1)
-        elif result.ok:
+            if self._seen[0] > result.head_seq:
+                self._shrunk(self._seen, result.head_seq)
+        elif result.ok and self._lost is None:
             SEQUENCE_SHRUNK.set(0)
         if result.ok:
-            self._max_seq = max(self._max_seq, result.head_seq)
+            if result.head_seq > self._seen[0]:
+                self._seen = (result.head_seq, result.head_hash)
         else:
             log.error("audit chain verification failed: %s (%s)", result.problem, result.detail)
         return result
@@ -576,9 +605,17 @@ class AuditLog:
         if not hmac.compare_digest(row.hash, _keyed_hash(self._key, row.prev_hash, row.seq, *fields)):
             log.error("audit: not anchoring head seq %d: its hash is not keyed with this key", row.seq)
             return None
+        line = self._write_anchor(int(row.seq), str(row.hash))
+        self._last_anchored = int(row.seq)
+        if row.seq > self._seen[0]:
+            self._seen = (int(row.seq), str(row.hash))
+        return line
+
+    def _write_anchor(self, seq: int, head: str) -> dict[str, Any]:
+        assert self.anchors is not None
         at_ms = int(time.time() * 1000)
-        line = {"seq": int(row.seq), "head": row.hash, "at_ms": at_ms, "key_id": self.key_id}
-        line["sig"] = self._sign(line["seq"], row.hash, at_ms, self.key_id)
+        line: dict[str, Any] = {"seq": seq, "head": head, "at_ms": at_ms, "key_id": self.key_id}
+        line["sig"] = self._sign(seq, head, at_ms, self.key_id)
         self.anchors.parent.mkdir(parents=True, exist_ok=True)
         # One write of one line under an exclusive lock: workers' anchors never interleave.
         fd = os.open(self.anchors, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -588,8 +625,6 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._last_anchored = int(row.seq)
-        self._max_seq = max(self._max_seq, int(row.seq))
         return line
 
     def _watch(self, verify_every: float | None, anchor_every: float | None) -> None:

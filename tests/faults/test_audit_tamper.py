@@ -84,8 +84,21 @@ def test_truncated_tail_is_detected(audit_db_url: str, tmp_path: Path) -> None:
         assert log.last_verification is not None and log.last_verification.problem == "truncated"
         assert _metric("graphrisk_audit_verification_failed") == 1
         assert _metric("graphrisk_audit_sequence_shrunk") == 1
+        # Appending past the cut does not hide it: seq 45 is now another entry.
+        for i in range(3):
+            log.append("key:a", "onboarding", "score", f"after-cut{i}", {})
+        log.flush(timeout=10)
+        result = log.check()
+        assert not result.ok and result.problem == "rewritten" and result.first_bad_seq == 45, result
+        assert _metric("graphrisk_audit_sequence_shrunk") == 1
     finally:
         log.close()
+    # The evidence was anchored: a process that never saw seq 45 finds the rewrite too.
+    other = AuditLog(audit_db_url, key=KEY, anchors=anchors)
+    try:
+        assert other.verify() == (False, 45)
+    finally:
+        other.close()
 
     # Before the anchor at seq 40: a freshly started process sees it from the anchor file alone,
     # in its verification on start.
@@ -97,7 +110,7 @@ def test_truncated_tail_is_detected(audit_db_url: str, tmp_path: Path) -> None:
             time.sleep(0.02)
         result = fresh.last_verification
         assert result is not None and not result.ok and result.problem == "truncated", result
-        assert result.first_bad_seq == 31 and result.anchored_seq == 40
+        assert result.first_bad_seq == 31 and result.anchored_seq == 45
         assert _metric("graphrisk_audit_verification_failed") == 1
         assert _metric("graphrisk_audit_sequence_shrunk") == 1
     finally:
