@@ -1,10 +1,14 @@
-"""Dependencies: the app state, the authenticated caller, role guards, the rate limit."""
+"""Dependencies: the app state, the authenticated caller, role guards, the rate limit; and the
+route class every router uses, which reads JSON bodies strictly."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
 
 from api.auth import Principal, Role
 from api.state import AppState
@@ -21,12 +25,16 @@ State = Annotated[AppState, Depends(get_state)]
 
 
 async def current_principal(
+    request: Request,
     state: State,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    """Authenticate, then apply the caller's rate limit (429 with Retry-After when over)."""
-    principal = state.keys.authenticate(x_api_key, authorization)
+    """The caller (authenticated by :class:`api.auth.AuthGate`, or here for routes it does not
+    guard), then the caller's rate limit (429 with Retry-After when over)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = state.keys.authenticate(x_api_key, authorization)
     allowed, wait = state.limiter.allow(principal.name)
     if not allowed:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded",
@@ -35,6 +43,14 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller :class:`api.auth.AuthGate` authenticated on a route where a key is optional."""
+    return getattr(request.state, "principal", None)
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
@@ -53,3 +69,32 @@ ScoreCaller = Annotated[Principal, Depends(require(Role.ONBOARDING))]
 Onboarding = Annotated[Principal, Depends(require(Role.ONBOARDING, Role.INVESTIGATOR))]
 Investigator = Annotated[Principal, Depends(require(Role.INVESTIGATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and ±Infinity are not JSON (RFC 8259); Python's parser accepts them, and a NaN that
+    # reached a response could not be rendered (a 500 whose log held the whole body).
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body may not hold ``NaN``, ``Infinity`` or ``-Infinity``."""
+
+    async def json(self) -> Any:
+        """The parsed body; FastAPI turns the decode error into a 422 (``json_invalid``)."""
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_constant=_reject_constant)
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """The route class of every router: bodies are parsed by :class:`StrictJSONRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The default handler, given a strict request."""
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict

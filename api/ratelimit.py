@@ -26,3 +26,11 @@ class RateLimiter:
                 return True, 0.0
             self._buckets[key] = (tokens, now)
             return False, (1 - tokens) / self.rate
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` has a token again (0 when it has one now); takes nothing."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate

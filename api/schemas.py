@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -156,3 +156,52 @@ class DecisionOut(BaseModel):
     ring_id: str
     decision: str
     members: int
+
+
+class ErrorResponse(BaseModel):
+    """An error: what went wrong, in words (never the submitted values)."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One invalid part of a request (FastAPI's shape, without the submitted value)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: the request is malformed; each issue names where."""
+
+    detail: list[ValidationIssue]
+
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+_ERRORS: dict[int, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the body could not be read (not UTF-8 JSON, too deep)"},
+    401: {"model": ErrorResponse, "description": "missing or unknown API key",
+          "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}},
+    403: {"model": ErrorResponse, "description": "the key's role may not do this"},
+    404: {"model": ErrorResponse, "description": "no such resource"},
+    413: {"model": ErrorResponse, "description": "request body over the configured limit"},
+    422: {"model": ValidationErrorResponse, "description": "invalid request (NaN and Infinity included)"},
+    429: {"model": ErrorResponse, "description": "rate limit, or too many failed authentications from this address",
+          "headers": _RETRY_AFTER},
+    503: {"model": ErrorResponse, "description": "graph store, model or audit trail unavailable",
+          "headers": _RETRY_AFTER},
+}  # fmt: skip
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    return {code: _ERRORS[code] for code in codes}
+
+
+# The statuses every /v1/ route can answer (authentication, rate limits, the audit guard,
+# query or path validation), and those of routes that take a JSON body.
+V1_ERRORS = (401, 403, 422, 429, 503)
+BODY_ERRORS = (400, 413)

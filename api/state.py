@@ -24,6 +24,7 @@ from api.auth import KeyRing
 from api.decisions import DecisionStore
 from api.ratelimit import RateLimiter
 from api.schemas import RingSummary
+from api.store_calls import StoreCalls
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
 from gnn.scoring import INPUTS_FILE
@@ -81,13 +82,16 @@ class AppState:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="scoring")
     )
     store_ok_at: float = 0.0
+    # Every store call of a request goes through here: a pool of its own, bounded by a timeout.
+    store_calls: StoreCalls = field(default_factory=lambda: StoreCalls(5.0, 8))
 
     @classmethod
     def load(cls, settings: Settings) -> AppState:
         """Open the store and the audit log, load the production model and published scores."""
         state = cls(
             settings=settings,
-            store=GraphStore(settings),
+            store=GraphStore(settings, query_timeout_s=settings.store_timeout_s),
+            store_calls=StoreCalls(settings.store_timeout_s, settings.store_threads),
             audit=AuditLog.from_settings(settings),
             keys=KeyRing(dict(settings.api_keys)),
             limiter=RateLimiter(settings.rate_limit_per_minute),
@@ -178,7 +182,7 @@ class AppState:
         """
         hit = self.ring_index.get(ring_id)
         if hit is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ring {ring_id!r}")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no live ring with this id")
         return hit
 
     def rings_above(self, min_score: float) -> list[RingSummary]:
@@ -192,6 +196,7 @@ class AppState:
     def close(self) -> None:
         """Release connections and the scoring threads."""
         self.scoring_pool.shutdown(wait=True)
+        self.store_calls.close()
         self.store.close()
         self.audit.close()
         if self.decisions is not None:

@@ -621,12 +621,29 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+    log_level: Annotated[
+        str, typer.Option(help="Uvicorn log level (info shows each worker start).")
+    ] = "warning",
 ) -> None:
-    """Serve the risk API (scores, explanations) with the production model and published scores."""
+    """Serve the risk API (scores, explanations) with the production model and published scores.
+
+    Each worker is a process of its own that imports the app afresh and builds it with
+    ``create_app()``, which loads the settings again: from ``GRAPHRISK_*`` variables and from
+    ``--config``, which :func:`graphrisk.config.load_settings` has put in ``GRAPHRISK_CONFIG``
+    for them (the children inherit the environment). They were validated here first, so a bad
+    configuration fails once, not in every worker.
+    """
+    import os
+
     import uvicorn
 
+    s = _settings()
+    console.print(
+        f"serving on http://{host}:{port} with {workers} worker(s), store {s.store_uri}, "
+        f"config {os.environ.get('GRAPHRISK_CONFIG') or 'from the environment'}"
+    )
     uvicorn.run(
-        "api.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
+        "api.main:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level
     )
 
 

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     # at once they slowed each other (p99 334 ms at 100 req/s), one at a time p99 was 10 ms.
     scoring_threads: int = Field(1, ge=1, le=32)
     new_applicant_timeout_s: float = Field(2.0, gt=0)
+    # The API bounds every graph-store call by this (driver connect and pool timeouts, a query
+    # timeout, and a client-side wait: a frozen server never answers, so the driver would wait
+    # forever). Store calls run on store_threads threads of their own, apart from the threads of
+    # other routes; past the timeout a store-backed route answers 503 with Retry-After.
+    store_timeout_s: float = Field(5.0, gt=0, le=300)
+    store_threads: int = Field(8, ge=1, le=64)
+    # Failed authentications allowed per client address and minute; past it, 429 with Retry-After.
+    auth_failures_per_minute: int = Field(30, ge=1)
 
     # Rings: candidate clusters whose collusion score is below this are neither kept in the ring
     # registry nor written as Ring nodes (most candidates are households and friend groups).

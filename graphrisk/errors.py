@@ -43,6 +43,10 @@ class StoreError(GraphRiskError):
     """The graph store refused or failed an operation after retries."""
 
 
+class StoreTimeoutError(StoreError):
+    """The graph store did not answer within the configured timeout (it may be hung)."""
+
+
 class ServerStartError(GraphRiskError):
     """The local ArcadeDB Bolt server did not come up."""
 

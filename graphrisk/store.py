@@ -100,15 +100,27 @@ def batched(rows: Sequence[Any] | Iterable[Any], size: int) -> Iterator[list[Any
 
 
 class GraphStore:
-    """A Bolt connection to the graph store, with graphrisk's statements by name."""
+    """A Bolt connection to the graph store, with graphrisk's statements by name.
 
-    def __init__(self, settings: Settings, library: CypherLibrary | None = None) -> None:
+    Connecting and taking a pooled connection are bounded by ``settings.store_timeout_s``
+    everywhere. ``query_timeout_s`` (the API sets it) also asks the server to end each read
+    transaction after that long; a server that ignores it, or is frozen, is bounded by the
+    caller (:class:`api.store_calls.StoreCalls`): the driver sets no timeout on socket reads.
+    """
+
+    def __init__(
+        self, settings: Settings, library: CypherLibrary | None = None, query_timeout_s: float | None = None
+    ) -> None:
         self.settings = settings
         self.database = settings.store_database
         self.library = library or CypherLibrary(engine=settings.store_engine)
+        self.query_timeout_s = query_timeout_s
         self._driver = neo4j.GraphDatabase.driver(
             settings.store_uri,
             auth=(settings.store_user, settings.store_password.get_secret_value()),
+            connection_timeout=settings.store_timeout_s,
+            # Taking a connection may open one, so it gets the connect timeout twice over.
+            connection_acquisition_timeout=2 * settings.store_timeout_s,
         )
         self._retrying = Retrying(
             retry=retry_if_exception_type(_RETRYABLE),
@@ -148,7 +160,7 @@ class GraphStore:
         Raises:
             StoreError: the store failed or is unreachable (names the statement).
         """
-        query = self.library.get(name)
+        query = neo4j.Query(self.library.get(name), timeout=self.query_timeout_s)
         try:
             with self._driver.session(
                 database=self.database, default_access_mode=neo4j.READ_ACCESS

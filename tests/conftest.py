@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 TEST_PASSWORD = "graphrisk-test-password"
 ENGINES = [e for e in os.environ.get("GRAPHRISK_TEST_ENGINES", "arcadedb,neo4j").split(",") if e]
+
+
+@pytest.fixture(scope="session")
+def world(arcadedb_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The API's scored synthetic graph (tests/api_fixtures.py), built once per session.
+
+    On ArcadeDB only: it needs a database of its own (Neo4j community edition serves one), and
+    the API's tests are about the API; the store's own tests run on both engines."""
+    from tests.api_fixtures import build_world
+
+    return build_world(arcadedb_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -15,40 +15,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from api.main import create_app
-from gnn.workflow import train_score_and_find_rings
 from graphrisk.config import Settings
 from graphrisk.events import parse_event
-from graphrisk.local_server import LocalServer
 from graphrisk.store import GraphStore
-from graphrisk.synthetic import generate
-from pipelines.refresh import refresh
-from tests.conftest import make_settings
+from tests.api_fixtures import HEADERS, fraud_user, onboarding_of
 
 torch.set_num_threads(1)
-KEYS = {
-    "onb-key-0123456789": "onboarding",
-    "inv-key-0123456789": "investigator",
-    "adm-key-0123456789": "admin",
-}
-HEADERS = {role: {"X-API-Key": key} for key, role in KEYS.items()}
-HEADERS["bearer_investigator"] = {"Authorization": "Bearer inv-key-0123456789"}
-
-
-@pytest.fixture(scope="module")
-def world(bolt_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A scored synthetic graph in its own database."""
-    root = tmp_path_factory.mktemp("api")
-    bolt_server.create_database("apitest")
-    settings = make_settings(bolt_server, root / "var", api_keys=KEYS, audit_url=f"sqlite:///{root / 'audit.db'}",
-                             rate_limit_per_minute=100_000)  # fmt: skip
-    settings = settings.model_copy(update={"store_database": "apitest"})
-    generate(root / "gen", users=2500, seed=23, days=7)
-    labels = pd.read_parquet(root / "gen" / "labels" / "users.parquet")
-    with GraphStore(settings) as store:
-        refresh(settings, store, root / "gen" / "events")
-        report = train_score_and_find_rings(settings, store, labels)
-    events = pd.read_parquet(sorted((root / "gen" / "events").rglob("*.parquet")))
-    return {"settings": settings, "labels": labels, "events": events, "version": report["model"]["version"]}
 
 
 @pytest.fixture(scope="module")
@@ -57,27 +29,10 @@ def client(world: dict[str, Any]) -> Iterator[TestClient]:
         yield c
 
 
-def _onboarding_of(world: dict[str, Any], user_id: str) -> dict[str, Any]:
-    ev = world["events"]
-    row = ev[(ev["user_id"] == user_id) & (ev["event_type"] == "onboarding")].iloc[0]
-    return {
-        "user_id": user_id,
-        "document": {"type": row["document.type"], "number": row["document.number"], "issuing_country": row["document.issuing_country"]},
-        "device": {"id": row["device.id"]},
-        "email": row["email"], "phone": row["phone"], "ip": row["ip"],
-        "address": {"line1": row["address.line1"], "city": row["address.city"], "country": row["address.country"]},
-    }  # fmt: skip
-
-
-def _fraud_user(world: dict[str, Any], typology: str) -> str:
-    labels = world["labels"]
-    return str(labels[(labels["typology"] == typology)]["user_id"].iloc[0])
-
-
 def test_known_user_gets_published_score(client: TestClient, world: dict[str, Any]) -> None:
     user = str(world["labels"]["user_id"].iloc[5])
     published = pd.read_parquet(world["settings"].data_dir / "scores" / "user_scores.parquet").set_index("id")
-    r = client.post("/v1/score", json=_onboarding_of(world, user), headers=HEADERS["onboarding"])
+    r = client.post("/v1/score", json=onboarding_of(world, user), headers=HEADERS["onboarding"])
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["known_user"] and not body["stale"]
@@ -94,8 +49,8 @@ def test_new_applicant_scored_from_neighbourhood_without_writing(
     with GraphStore(settings) as store:
         users_before = store.node_counts()["User"]
     # An applicant re-using a device-farm member's identifiers, and a clean one.
-    farm = _onboarding_of(world, _fraud_user(world, "device_farm")) | {"user_id": "applicant-risky"}
-    clean = _onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[0]))
+    farm = onboarding_of(world, fraud_user(world, "device_farm")) | {"user_id": "applicant-risky"}
+    clean = onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[0]))
     clean |= {"user_id": "applicant-clean", "device": {"id": "brand-new-device"}, "ip": "203.0.113.77",
               "email": "new.person@example.org", "phone": "+447700900555",
               "document": {"type": "passport", "number": "NEW123456", "issuing_country": "GB"},
@@ -114,7 +69,7 @@ def test_new_applicant_scored_from_neighbourhood_without_writing(
 
 
 def test_explanation_evidence_masking_and_faithfulness(client: TestClient, world: dict[str, Any]) -> None:
-    user = _fraud_user(world, "synthetic_identity")
+    user = fraud_user(world, "synthetic_identity")
     inv = client.get(f"/v1/users/{user}/explanation", headers=HEADERS["investigator"])
     assert inv.status_code == 200, inv.text
     body = inv.json()
@@ -152,8 +107,8 @@ def test_removing_top_evidence_lowers_the_score(client: TestClient, world: dict[
 
     Compared on the model's raw output: calibrated scores saturate near 1 for clear-cut rings.
     """
-    member = _fraud_user(world, "synthetic_identity")
-    applicant = _onboarding_of(world, member) | {"user_id": "applicant-copycat"}
+    member = fraud_user(world, "synthetic_identity")
+    applicant = onboarding_of(world, member) | {"user_id": "applicant-copycat"}
     first = client.post("/v1/score", json=applicant, headers=HEADERS["onboarding"]).json()
     fresh = {"device": {"id": "fresh-device-1"}, "ip": "198.51.100.23", "email": "fresh.person@example.org",
              "phone": "+447700900321", "document": {"type": "passport", "number": "FRESH98765", "issuing_country": "GB"},
@@ -192,7 +147,7 @@ def test_auth_matrix(
     headers = anonymous[who] if who in anonymous else HEADERS[who]
     kwargs: dict[str, Any] = {"headers": headers}
     if method == "post":
-        kwargs["json"] = _onboarding_of(world, user)
+        kwargs["json"] = onboarding_of(world, user)
     r = client.request(method.upper(), path.format(user=user), **kwargs)
     want = 401 if who in anonymous else expected[who]
     assert r.status_code == want, r.text
@@ -205,7 +160,7 @@ def test_bearer_tokens_work(client: TestClient, world: dict[str, Any]) -> None:
 
 def test_validation_names_the_field_and_limits_size(client: TestClient, world: dict[str, Any]) -> None:
     user = str(world["labels"]["user_id"].iloc[3])
-    body = _onboarding_of(world, user) | {"user_id": "applicant-x", "email": "not-an-email"}
+    body = onboarding_of(world, user) | {"user_id": "applicant-x", "email": "not-an-email"}
     r = client.post("/v1/score", json=body, headers=HEADERS["onboarding"])
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "email"
     r = client.post(
@@ -224,7 +179,7 @@ def test_validation_names_the_field_and_limits_size(client: TestClient, world: d
 
 def test_health_ready_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=HEADERS["admin"])
     assert ready.status_code == 200 and ready.json()["detail"]["store"] == "ok"
     assert "graphrisk_requests_total" in client.get("/metrics").text
 
@@ -245,11 +200,11 @@ def test_store_down_known_stale_new_503(world: dict[str, Any], tmp_path: Path) -
     )
     with TestClient(create_app(settings)) as c:
         known = str(world["labels"]["user_id"].iloc[5])
-        r = c.post("/v1/score", json=_onboarding_of(world, known), headers=HEADERS["onboarding"])
+        r = c.post("/v1/score", json=onboarding_of(world, known), headers=HEADERS["onboarding"])
         assert r.status_code == 200 and r.json()["stale"] is True
         r = c.post(
             "/v1/score",
-            json=_onboarding_of(world, known) | {"user_id": "brand-new"},
+            json=onboarding_of(world, known) | {"user_id": "brand-new"},
             headers=HEADERS["onboarding"],
         )
         assert r.status_code == 503 and r.headers["Retry-After"]
@@ -262,7 +217,7 @@ def test_slow_scoring_gets_503_not_a_hang(world: dict[str, Any], tmp_path: Path)
     )
     with TestClient(create_app(settings)) as c:
         known = str(world["labels"]["user_id"].iloc[5])
-        body = _onboarding_of(world, known) | {"user_id": "brand-new-slow"}
+        body = onboarding_of(world, known) | {"user_id": "brand-new-slow"}
         r = c.post("/v1/score", json=body, headers=HEADERS["onboarding"])
         assert r.status_code == 503 and r.headers["Retry-After"]
         assert "took too long" in r.json()["detail"]
@@ -378,7 +333,7 @@ def test_an_applicant_sees_earlier_applicants_before_the_refresh_ingests_them(
     client: TestClient, world: dict[str, Any]
 ) -> None:
     """A device farm opening accounts within the hour: the store has none of them yet."""
-    base = _onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[1]))
+    base = onboarding_of(world, str(world["labels"][world["labels"]["is_fraud"] == 0]["user_id"].iloc[1]))
     first = base | {"user_id": "farm-first", "device": {"id": "farm-device-recent-1"}, "ip": "198.51.100.23",
                     "email": "farm.one@example.org", "phone": "+447700900101",
                     "document": {"type": "passport", "number": "FARM000001", "issuing_country": "GB"},

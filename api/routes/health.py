@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import State
-from api.schemas import HealthResponse
-from graphrisk.errors import StoreError
+from api.auth import Role
+from api.deps import MaybePrincipal, State, StrictJSONRoute
+from api.schemas import HealthResponse, error_responses
+from graphrisk.errors import StoreError, StoreTimeoutError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
+# Roles that see what /readyz found; anyone else (an orchestrator's probe) gets ready or not.
+DETAIL_ROLES = frozenset({Role.ADMIN})
 
 
 @router.get("/healthz", response_model=HealthResponse)
-def healthz() -> HealthResponse:
-    """The process is up."""
+async def healthz() -> HealthResponse:
+    """The process is up. Answered on the event loop: it waits on no store, pool or thread."""
     return HealthResponse(status="ok")
 
 
-@router.get("/readyz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-def readyz(state: State) -> JSONResponse:
-    """The store answers and a model is loaded; 503 otherwise (with what is missing)."""
+@router.get(
+    "/readyz",
+    response_model=HealthResponse,
+    responses={**error_responses(401, 429), 503: {"model": HealthResponse, "description": "not ready"}},
+)
+async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
+    """The store answers (within the store timeout) and a model is loaded; 503 otherwise.
+
+    Only ``ok`` or ``unavailable`` for most callers; an admin key also gets what was checked.
+    """
     detail: dict[str, object] = state.describe()
     try:
-        state.store.verify()
+        await state.store_calls.call(state.store.verify)
+        state.store_ok_at = time.time()
         detail["store"] = "ok"
-    except StoreError as exc:
-        detail["store"] = str(exc)
+    except StoreTimeoutError:
+        detail["store"] = "not answering"  # no driver message: it may name hosts and users
+    except StoreError:
+        detail["store"] = "unavailable"
     audit_ok, detail["audit"] = state.audit.health()
     detail["audit_chain"] = state.audit.chain_status()
     ready = detail["store"] == "ok" and detail["model_version"] is not None and audit_ok
-    body = HealthResponse(status="ok" if ready else "unavailable", detail=detail)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    shown = detail if caller is not None and caller.role in DETAIL_ROLES else {}
+    body = HealthResponse(status="ok" if ready else "unavailable", detail=shown)
+    headers = None if ready else {"Retry-After": state.store_calls.retry_after}
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -6,11 +6,14 @@ import base64
 from typing import Annotated
 
 import networkx as nx
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
+from fastapi.exceptions import RequestValidationError
 
 from api.auth import REVEAL_ROLES
-from api.deps import Investigator, State
+from api.deps import Investigator, State, StrictJSONRoute
 from api.schemas import (
+    BODY_ERRORS,
+    V1_ERRORS,
     DecisionIn,
     DecisionOut,
     GraphEdge,
@@ -18,11 +21,13 @@ from api.schemas import (
     Reason,
     RingDetail,
     RingList,
+    error_responses,
 )
-from graphrisk.errors import StoreError
 
-router = APIRouter(prefix="/v1/rings", tags=["rings"])
+router = APIRouter(prefix="/v1/rings", tags=["rings"], route_class=StrictJSONRoute)
 HOUR_MS = 3_600_000
+# Nodes whose id is a plain business id, not a pseudonymous token of personal data.
+PLAIN_ID_LABELS = frozenset({"User", "Device", "Merchant"})
 
 
 def _cursor(offset: int) -> str:
@@ -35,12 +40,12 @@ def _offset(cursor: str | None) -> int:
     try:
         return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
     except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+        raise RequestValidationError(
+            [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
         ) from None
 
 
-@router.get("", response_model=RingList)
+@router.get("", response_model=RingList, responses=error_responses(*V1_ERRORS))
 async def list_rings(
     state: State,
     caller: Investigator,
@@ -67,15 +72,25 @@ async def list_rings(
     return RingList(data=data, count=len(sel), next_cursor=nxt)
 
 
-@router.get("/{ring_id}", response_model=RingDetail)
-def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
-    """One ring: members (masked identifiers), evidence subgraph, and what ties it together."""
+@router.get("/{ring_id}", response_model=RingDetail, responses=error_responses(404, *V1_ERRORS))
+async def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
+    """One ring: members, evidence subgraph, and what ties it together.
+
+    Identifiers are shown masked; their node ids are handles (``n1``, ``n2``…) that mean
+    something within this response only, not the store's pseudonymous tokens, which would let an
+    investigator follow a person across rings and responses. Admins see the tokens.
+    The subgraph is read on the store's own threads, bounded by the store timeout (503 past it).
+    """
     ring = state.ring_by_id(ring_id)
-    try:
-        rows = state.store.read("rings/ring_subgraph", id=ring_id, limit=5000)
-    except StoreError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), {"Retry-After": "30"}) from None
+    rows = await state.store_calls.call(state.store.read, "rings/ring_subgraph", id=ring_id, limit=5000)
     reveal = caller.role in REVEAL_ROLES
+    handles: dict[str, str] = {}
+
+    def handle(label: str, node: str) -> str:
+        if reveal or label in PLAIN_ID_LABELS:
+            return node
+        return handles.setdefault(node, f"n{len(handles) + 1}")
+
     members = sorted(state.members_of(ring_id))
     member_set = set(members)
     sharing: dict[tuple[str, str], set[str]] = {}
@@ -85,7 +100,7 @@ def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
     for r in rows:
         key = (r["label"], r["node"])
         sharing.setdefault(key, set()).add(r["member"])
-        node_id = str(r["node"])
+        node_id = handle(r["label"], str(r["node"]))
         if r["label"] != "User":
             display = (
                 node_id
@@ -101,8 +116,9 @@ def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
         if r["first_seen"] is not None:
             first_seen.append(int(r["first_seen"]))
     for (label, node), users in sharing.items():
-        if str(node) in nodes and label != "User":
-            nodes[str(node)].members_sharing = len(users)
+        node_id = handle(label, str(node))
+        if node_id in nodes and label != "User":
+            nodes[node_id].members_sharing = len(users)
     reasons: list[Reason] = []
     shared = sorted(
         ((len(u), lab) for (lab, _), u in sharing.items() if len(u) >= 2 and lab not in ("User", "Merchant")),
@@ -130,7 +146,8 @@ def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDetail:
                       nodes=list(nodes.values()), edges=edges, reasons=reasons)  # fmt: skip
 
 
-@router.post("/{ring_id}/decision", response_model=DecisionOut, status_code=status.HTTP_201_CREATED)
+@router.post("/{ring_id}/decision", response_model=DecisionOut, status_code=status.HTTP_201_CREATED,
+             responses=error_responses(*BODY_ERRORS, 404, *V1_ERRORS))  # fmt: skip
 def decide(ring_id: str, body: DecisionIn, state: State, caller: Investigator) -> DecisionOut:
     """Record confirmed fraud / cleared / needs review; exported as labels for the next training."""
     state.ring_by_id(ring_id)

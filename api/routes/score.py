@@ -8,15 +8,17 @@ import json
 import time
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi.exceptions import RequestValidationError
 
-from api.deps import Onboarding, ScoreCaller, State
+from api.deps import Onboarding, ScoreCaller, State, StrictJSONRoute
 from api.metrics import SCORES
-from api.schemas import Applicant, Reason, ScoreResponse
+from api.redact import scrub
+from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
 from api.state import AppState
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
 
-router = APIRouter(prefix="/v1", tags=["scores"])
+router = APIRouter(prefix="/v1", tags=["scores"], route_class=StrictJSONRoute)
 
 STALE_AFTER_S = 15.0
 
@@ -47,18 +49,21 @@ def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]
         result = scorer.score(state.store, event, now, state.applications)  # type: ignore[arg-type]
         if state.applications is not None:
             state.applications.record(applicant.user_id, result.nodes, now)
-    except FieldError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
+    except (FieldError, NormalisationError) as exc:
+        # FastAPI's shape; the reason loses any part of the applicant it quoted (an invalid IP's
+        # message is the IP itself).
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", *exc.field.split(".")),
+                    "msg": scrub(exc.reason, payload),
+                    "type": "value_error",
+                }
+            ]
         ) from None
-    except NormalisationError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", *exc.field.split(".")], "msg": exc.reason}],
-        ) from None
-    except StoreError as exc:
-        raise _unavailable(f"the graph store is unavailable: {exc}") from None
+    except StoreError:
+        # No driver message: it names hosts, users and statements.
+        raise _unavailable("the graph store is unavailable; retry later") from None
     reasons = [Reason(code=c, text=t, weight=round(w, 4)) for c, t, w in result.reasons]
     if result.known_fraud_neighbours:
         reasons.insert(0, Reason(code="linked_to_confirmed_fraud",
@@ -70,11 +75,7 @@ def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]
                              ring_id=ring, linked_users=result.linked_users)  # fmt: skip
 
 
-@router.post(
-    "/score",
-    response_model=ScoreResponse,
-    responses={503: {"description": "graph store or model unavailable"}},
-)
+@router.post("/score", response_model=ScoreResponse, responses=error_responses(*BODY_ERRORS, *V1_ERRORS))
 async def score_applicant(applicant: Applicant, state: State, caller: ScoreCaller) -> ScoreResponse:
     """Score an applicant: from the published score if already in the graph, else from its
     neighbourhood in the graph (nothing is written)."""
@@ -104,12 +105,15 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
     return response
 
 
-@router.get("/users/{user_id}/score", response_model=ScoreResponse)
-def user_score(user_id: str, state: State, caller: Onboarding) -> ScoreResponse:
-    """A known user's last computed score."""
+@router.get(
+    "/users/{user_id}/score", response_model=ScoreResponse, responses=error_responses(404, *V1_ERRORS)
+)
+async def user_score(user_id: str, state: State, caller: Onboarding) -> ScoreResponse:
+    """A known user's last computed score: a lookup in memory, on the event loop, so that it keeps
+    answering while the store hangs and every worker thread is taken."""
     cached = state.scores.get(user_id)
     if cached is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no score for user {user_id!r}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no score for this user")
     state.audit.append(
         caller.name, caller.role.value, "read_score", user_id, {"model_version": cached.model_version}
     )
