@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -106,6 +107,10 @@ class _ServerProcess:
         """The child's argv (never the password: that goes in its environment)."""
         raise NotImplementedError
 
+    def database_server(self, name: str) -> _ServerProcess:
+        """A running server on which database ``name`` is new and apart from this one's."""
+        raise NotImplementedError
+
     def start(self) -> Self:
         """Start the server and wait until it accepts connections.
 
@@ -171,6 +176,15 @@ class LocalServer(_ServerProcess):
                 "--bolt-port", str(self.bolt_port), "--http-port", str(self.http_port),
                 "--database", self.database]  # fmt: skip
 
+    def database_server(self, name: str) -> LocalServer:
+        """This server seen through another, new database ``name`` (see :meth:`Neo4jServer.database_server`).
+
+        Raises:
+            ServerStartError: the server refused to create it.
+        """
+        self.create_database(name)
+        return dataclasses.replace(self, database=name)
+
     def create_database(self, name: str) -> None:
         """Create another database over ArcadeDB's HTTP API (Bolt refuses ``CREATE DATABASE``).
 
@@ -215,6 +229,7 @@ class Neo4jServer(_ServerProcess):
     pagecache: str = "256m"
     # A cold JVM loads Neo4j's ~240 jars and compiles APOC's procedures: a minute on a busy laptop.
     start_timeout_s: float = 300.0
+    _siblings: list[Neo4jServer] = field(default_factory=list, init=False, repr=False)
 
     engine: ClassVar[str] = "neo4j"
 
@@ -242,8 +257,32 @@ class Neo4jServer(_ServerProcess):
                 "--database", self.database, "--user", self.user, "--auth", "password" if self.password else "none",
                 "--plugins", str(target / "plugins"), "--pagecache", self.pagecache]  # fmt: skip
 
+    def database_server(self, name: str) -> Neo4jServer:
+        """A running server whose (only) database is ``name``, apart from this one's.
+
+        Community edition serves one user database per DBMS, so another database is another
+        server: a sibling JVM on its own port, stopped with this one. Callers use its ``uri``
+        and ``database`` (as with ArcadeDB, where it is the same server and a new database).
+
+        Raises:
+            ServerStartError: the sibling did not start.
+        """
+        sibling = dataclasses.replace(
+            self, root=self.root / f"database-{name}", database=name, bolt_port=free_port()
+        )
+        self._siblings.append(sibling.start())
+        return sibling
+
+    def stop(self) -> None:
+        """Stop this server and any :meth:`database_server` siblings."""
+        while self._siblings:
+            self._siblings.pop().stop()
+        super().stop()
+
     def create_database(self, name: str) -> None:
         """Community edition serves a single user database, so there is no second one to create.
+
+        Use :meth:`database_server` for a database apart from this one's.
 
         Raises:
             ServerStartError: always.

@@ -9,15 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from graphrisk.cli import app
-from graphrisk.local_server import LocalServer
+from graphrisk.local_server import LocalServer, Neo4jServer
 from graphrisk.store import GraphStore
 from tests.conftest import TEST_PASSWORD
 
 
 @pytest.fixture
-def cli_env(bolt_server: LocalServer, store: GraphStore, tmp_path: Path) -> dict[str, str]:
+def cli_env(bolt_server: LocalServer | Neo4jServer, store: GraphStore, tmp_path: Path) -> dict[str, str]:
     return {
         "GRAPHRISK_ENVIRONMENT": "test",
+        "GRAPHRISK_STORE_ENGINE": bolt_server.engine,
         "GRAPHRISK_STORE_URI": bolt_server.uri,
         "GRAPHRISK_STORE_PASSWORD": TEST_PASSWORD,
         "GRAPHRISK_STORE_DATABASE": bolt_server.database,
