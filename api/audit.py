@@ -94,6 +94,7 @@ WRITER_HEALTHY = Gauge("graphrisk_audit_writer_healthy", "1 while the audit writ
 PENDING = Gauge("graphrisk_audit_pending_entries", "Audit entries accepted and not yet committed")
 
 BATCH = 500
+FULL_EVERY = 12  # scheduled verifications: the whole chain at start and every 12th run
 # The entries an audited request appended; api.audit_guard holds its response until they commit.
 request_tickets: ContextVar[list[Future[int]] | None] = ContextVar("graphrisk_audit_tickets", default=None)
 _STOP = object()
@@ -207,6 +208,16 @@ class Verification:
         return {**asdict(self), "keyed": self.keyed}
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """The end of the last passing verification: an incremental one continues from there."""
+
+    seq: int
+    hash: str
+    unkeyed: int
+    anchors: dict[int, str]
+
+
 class AuditLog:
     """Appends and verifies audit entries; one instance per process, any number of processes.
 
@@ -257,6 +268,7 @@ class AuditLog:
         # The (seq, hash) this process had seen when it found the chain shorter: kept (and
         # anchored) as evidence, so that appending past the cut does not hide it.
         self._lost: tuple[int, str] | None = None
+        self._verified: _Verified | None = None  # where the last passing verification ended
         self._last_anchored = 0
         self._failing: str | None = None  # why the last write attempt failed, until one succeeds
         self._closing = threading.Event()
@@ -458,12 +470,13 @@ class AuditLog:
 
     # -- reading and verifying ---------------------------------------------------------------
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Every stored entry in order (call :meth:`flush` first to include queued ones)."""
+    def entries(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Every stored entry with seq > ``after`` in order (call :meth:`flush` first to include
+        queued ones)."""
         with self.engine.connect() as conn:
             # Streamed (a server-side cursor on PostgreSQL): the chain may not fit in memory.
             rows = conn.execution_options(yield_per=2000).execute(
-                select(audit_table).order_by(audit_table.c.seq)
+                select(audit_table).where(audit_table.c.seq > after).order_by(audit_table.c.seq)
             )
             for row in rows:
                 yield dict(row._mapping)
@@ -481,8 +494,16 @@ class AuditLog:
         result = self.check()
         return result.ok, result.first_bad_seq
 
-    def check(self) -> Verification:
-        """Verify the chain (keyed hashes, legacy prefix, anchors, no shrinking); sets the metrics."""
+    def check(self, full: bool = True) -> Verification:
+        """Verify the chain (keyed hashes, legacy prefix, anchors, no shrinking); sets the metrics.
+
+        ``full=False`` verifies only what was appended since the last passing verification by
+        this process, after checking that its last entry, and any anchor added since at or
+        before it, are unchanged: this catches truncation and rewrites of the tail (which reach
+        that entry) at a cost that does not grow with the chain. An edit of one older row that
+        keeps the rows after it needs a full verification (at start, then every
+        ``FULL_EVERY``-th scheduled run, and ``graphrisk audit verify``).
+        """
         # Anchors and the seen seq are read before the chain: everything they name was committed
         # before this read's snapshot, so a concurrent append cannot look like a truncation.
         try:
@@ -491,7 +512,10 @@ class AuditLog:
             return self._record(Verification(False, 0, 0, GENESIS, problem="bad_anchor", detail=str(bad)))
         memory = dict([self._seen, *([self._lost] if self._lost else [])])
         memory.pop(0, None)
-        result = self._walk(anchored, memory)
+        start = self._verified if not full else None
+        if start is not None and not self._still_there(start, anchored, memory):
+            start = None
+        result = self._walk(anchored, memory, start)
         expected = max(max(anchored, default=0), max(memory, default=0))
         if result.ok and result.head_seq < expected:
             result = Verification(
@@ -500,17 +524,37 @@ class AuditLog:
                 unkeyed_entries=result.unkeyed_entries, anchors=len(anchored),
                 anchored_seq=max(anchored, default=0),
             )  # fmt: skip
-        return self._record(result)
+        return self._record(result, anchored)
 
-    def _walk(self, anchored: dict[int, str], memory: dict[int, str]) -> Verification:
+    def _still_there(self, start: _Verified, anchored: dict[int, str], memory: dict[int, str]) -> bool:
+        """Whether the last verified entry, and anchors at or before it that the last
+        verification did not see, still match the stored chain."""
+        wanted = {start.seq: start.hash}
+        for seq, head in (*anchored.items(), *memory.items()):
+            if seq <= start.seq and start.anchors.get(seq) != head:
+                wanted.setdefault(seq, head)
+                if wanted[seq] != head:
+                    return False
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_table.c.seq, audit_table.c.hash).where(audit_table.c.seq.in_(list(wanted)))
+            ).all()
+        return {int(r[0]): str(r[1]) for r in rows} == wanted
+
+    def _walk(
+        self, anchored: dict[int, str], memory: dict[int, str], start: _Verified | None = None
+    ) -> Verification:
         prev, expected, unkeyed, keyed_seen, n = GENESIS, 1, 0, False, 0
+        if start is not None:
+            prev, expected, unkeyed = start.hash, start.seq + 1, start.unkeyed
+            keyed_seen, n = start.seq > start.unkeyed, start.seq
         top = max(anchored, default=0)
 
         def bad(seq: int, problem: str, detail: str) -> Verification:
             return Verification(False, n, expected - 1, prev, first_bad_seq=seq, problem=problem, detail=detail,
                                 unkeyed_entries=unkeyed, anchors=len(anchored), anchored_seq=top)  # fmt: skip
 
-        for e in self.entries():
+        for e in self.entries(after=expected - 1):
             seq = int(e["seq"])
             fields = (e["at_ms"], e["actor"], e["role"], e["action"], e["target"], e["detail"])
             if seq != expected or e["prev_hash"] != prev:
@@ -541,7 +585,7 @@ class AuditLog:
         legacy = f", {v.unkeyed_entries} un-keyed legacy entries" if v.unkeyed_entries else ""
         return f"verified to seq {v.head_seq}{legacy}"
 
-    def _record(self, result: Verification) -> Verification:
+    def _record(self, result: Verification, anchored: dict[int, str] | None = None) -> Verification:
         self.last_verification = result
         VERIFICATIONS.labels("ok" if result.ok else result.problem or "failed").inc()
         VERIFICATION_FAILED.set(0 if result.ok else 1)
@@ -555,7 +599,11 @@ class AuditLog:
         if result.ok:
             if result.head_seq > self._seen[0]:
                 self._seen = (result.head_seq, result.head_hash)
+            self._verified = _Verified(
+                result.head_seq, result.head_hash, result.unkeyed_entries, anchored or {}
+            )
         else:
+            self._verified = None
             log.error("audit chain verification failed: %s (%s)", result.problem, result.detail)
         return result
 
@@ -633,6 +681,7 @@ class AuditLog:
         now = time.monotonic()
         next_verify = now if verify_every is not None else float("inf")
         next_anchor = now + anchor_every if anchor_every is not None else float("inf")
+        runs = 0
         while True:
             wait = max(0.0, min(next_verify, next_anchor) - time.monotonic())
             if self._closing.wait(wait):
@@ -640,7 +689,8 @@ class AuditLog:
             now = time.monotonic()
             try:
                 if now >= next_verify:
-                    self.check()
+                    self.check(full=runs % FULL_EVERY == 0)
+                    runs += 1
                 if now >= next_anchor and self.anchors is not None:
                     self.anchor()
             except (DBAPIError, OSError) as exc:

@@ -215,3 +215,35 @@ def test_cli_audit_verify(tamper: str, tmp_path: Path) -> None:
         assert res.exit_code == 0 and report["ok"] and report["keyed"] and report["head_seq"] == 45
     else:
         assert res.exit_code == 1 and report["problem"] == "truncated" and report["first_bad_seq"] == 40
+
+
+@pytest.mark.parametrize("tamper", ["truncate", "rewrite_tail", "edit_new_entry"])
+def test_incremental_verification_catches_tail_tampering(tamper: str, tmp_path: Path) -> None:
+    # The scheduled runs between full ones verify only what was appended since the last one.
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    log = _filled(url, tmp_path / "anchors.jsonl")  # a full verification passed at seq 45
+    try:
+        for i in range(5):
+            log.append("key:a", "onboarding", "score", f"new{i}", {})
+        log.flush(timeout=10)
+        assert log.check(full=False).ok and log.last_verification.entries == 50
+        for i in range(5):
+            log.append("key:a", "onboarding", "score", f"newer{i}", {})
+        log.flush(timeout=10)
+        if tamper == "truncate":
+            _truncate_after(url, 47)
+            expected = (False, 48)
+        elif tamper == "rewrite_tail":
+            _rewrite_from(url, 30, key=None)
+            expected = (False, 30)
+        else:
+            engine = create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(update(audit_table).where(audit_table.c.seq == 53).values(detail="{}x"))
+            engine.dispose()
+            expected = (False, 53)
+        result = log.check(full=False)
+        assert (result.ok, result.first_bad_seq) == expected, result
+        assert _metric("graphrisk_audit_verification_failed") == 1
+    finally:
+        log.close()
