@@ -1,6 +1,6 @@
 """One refresh at a time: an OS file lock beside the data, and a lock in the store's ledger.
 
-The file lock (``fcntl.flock`` on ``<data_dir>/refresh.lock``) stops two runs sharing a data
+The file lock (``fcntl.flock`` on ``<data_dir>/refresh-run.lock``) stops two runs sharing a data
 directory, and so a snapshot, on one host; the OS drops it when its process dies, so it never
 goes stale. The store lock (one ``IngestLock`` node, taken atomically by
 ``cypher/ledger/acquire_refresh_lock.cypher``) stops two runs sharing a graph store from any
@@ -233,8 +233,12 @@ class StoreLock:
 
 
 def refresh_lock_path(settings: Settings) -> Path:
-    """The file lock of refreshes on this data directory."""
-    return settings.data_dir / "refresh.lock"
+    """The file lock of refreshes on this data directory.
+
+    Not ``refresh.lock``: a cron line that wraps the run in ``flock -n var/refresh.lock`` (as the
+    README once advised) would then hold the very lock the run needs, and the run would refuse.
+    """
+    return settings.data_dir / "refresh-run.lock"
 
 
 @contextlib.contextmanager
@@ -257,6 +261,7 @@ def refresh_lock(
     file_lock = FileLock(refresh_lock_path(settings), "refresh of this data directory")
     file_lock.acquire(wait)
     try:
+        store.ensure_schema()  # the lock node's uniqueness constraint, before the first MERGE of it
         lock = StoreLock(store, settings.refresh_lock_stale_s, warn or _stderr)
         lock.acquire(wait)
         try:
