@@ -16,6 +16,7 @@ from graphrisk.errors import StoreError, StoreTimeoutError
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 # Roles that see what /readyz found; anyone else (an orchestrator's probe) gets ready or not.
 DETAIL_ROLES = frozenset({Role.ADMIN})
+NOT_READY = {**error_responses(503)[503], "model": HealthResponse, "description": "not ready"}
 
 
 @router.get("/healthz", response_model=HealthResponse)
@@ -27,7 +28,7 @@ async def healthz() -> HealthResponse:
 @router.get(
     "/readyz",
     response_model=HealthResponse,
-    responses={**error_responses(401, 429), 503: {"model": HealthResponse, "description": "not ready"}},
+    responses={**error_responses(401, 429), 503: NOT_READY},
 )
 async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
     """The store answers (within the store timeout) and a model is loaded; 503 otherwise.

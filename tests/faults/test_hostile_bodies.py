@@ -204,7 +204,6 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-@pytest.mark.slow
 def test_fuzzing_leaves_no_submitted_value_in_logs_or_responses(
     world: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
