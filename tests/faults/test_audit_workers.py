@@ -6,17 +6,35 @@ the sequence, its writer thread died, and its later entries were silently lost.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
+import httpx
+import pytest
 from sqlalchemy import func, select
 
 from api.audit import AuditLog, audit_table
 
 KEY = b"fault-suite-audit-key-0123456789"
 PER_WORKER = 300
+INVESTIGATOR = "inv-key-0123456789"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _worker(url: str, name: str, start: Barrier) -> None:
@@ -78,5 +96,50 @@ def test_workers_starting_on_an_empty_database_create_tables_once(audit_db_url: 
     log = AuditLog(audit_db_url, key=KEY)
     try:
         assert log.check().entries == 2 * PER_WORKER
+    finally:
+        log.close()
+
+
+@pytest.mark.slow
+def test_uvicorn_with_two_workers_records_every_answered_request(audit_db_url: str, tmp_path: Path) -> None:
+    # The issue's own setup: `uvicorn --workers 2` (what `graphrisk serve --workers 2` runs).
+    port = _free_port()
+    env = {**os.environ, "GRAPHRISK_ENVIRONMENT": "test", "GRAPHRISK_DATA_DIR": str(tmp_path / "var"),
+           "GRAPHRISK_STORE_URI": "bolt://127.0.0.1:9", "GRAPHRISK_AUDIT_URL": audit_db_url,
+           "GRAPHRISK_API_KEYS": json.dumps({INVESTIGATOR: "investigator"}),
+           "GRAPHRISK_AUDIT_HMAC_KEY": KEY.decode(), "GRAPHRISK_AUDIT_ANCHOR_PATH": str(tmp_path / "a.jsonl"),
+           "GRAPHRISK_RATE_LIMIT_PER_MINUTE": "1000000"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--workers", "2",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=REPO_ROOT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            time.sleep(0.5)
+        time.sleep(3)  # both workers up (each answers /healthz once its app is loaded)
+
+        def one(i: int) -> int:
+            # A new connection each time, so the kernel spreads them over both workers.
+            return httpx.get(
+                f"{base}/v1/rings?limit={1 + i % 50}", headers={"X-API-Key": INVESTIGATOR}
+            ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(one, range(300)))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert codes.count(200) == 300, {c: codes.count(c) for c in set(codes)}
+    log = AuditLog(audit_db_url, key=KEY)
+    try:
+        result = log.check()
+        assert result.ok and result.entries == 300, result  # every answered request, one chain
+        assert {e["action"] for e in log.entries()} == {"list_rings"}
     finally:
         log.close()
