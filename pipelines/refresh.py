@@ -166,8 +166,7 @@ def _refresh_locked(
     lock: StoreLock,
 ) -> RefreshReport:
     started = time.perf_counter()
-    report = RefreshReport(input_root=str(input_root))
-    store.ensure_schema()
+    report = RefreshReport(input_root=str(input_root))  # the schema is ensured by refresh_lock
     found = {p.path: p for p in discover_partitions(input_root)}
     processed = {r["path"]: r["fingerprint"] for r in store.read("ledger/processed_partitions")}
     report.changed_after_processing = sorted(
