@@ -257,7 +257,8 @@ class AuditLog:
         self.anchors = anchors
         self.max_lag_s = max_lag_s
         self.max_pending = max_pending
-        self.engine: Engine = make_engine(url, lock_timeout_s)
+        # No pre-ping: a stale connection fails the write attempt, which is retried anyway.
+        self.engine: Engine = make_engine(url, lock_timeout_s, pre_ping=False)
         create_tables(self.engine, _metadata)
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -28,12 +28,13 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Engine:
+def make_engine(url: str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, pre_ping: bool = True) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created first.
 
     ``postgresql://`` URLs use psycopg 3 (the driver installed); SQLite connections get WAL mode,
     a busy timeout of ``lock_timeout_s`` and explicit ``BEGIN`` statements, so that
-    :func:`write_transaction` can ask for ``BEGIN IMMEDIATE``.
+    :func:`write_transaction` can ask for ``BEGIN IMMEDIATE``. ``pre_ping`` tests a pooled
+    PostgreSQL connection before use (a round trip); callers that retry anyway turn it off.
     """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -44,7 +45,7 @@ def make_engine(url: str, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Eng
         return engine
     # Every session waits at most lock_timeout_s for a lock (a LOCK TABLE elsewhere, a writer).
     options = f"-c lock_timeout={int(lock_timeout_s * 1000)}"
-    return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    return create_engine(url, pool_pre_ping=pre_ping, connect_args={"options": options})
 
 
 def _sqlite_explicit_transactions(engine: Engine) -> None:

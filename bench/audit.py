@@ -15,6 +15,7 @@ Run it from a checkout (``--tree``, default this one) to compare code versions o
 
     python bench/audit.py --duration 10 --rate 500
     python bench/audit.py --duration 10 --rate 500 --tree /path/to/older/checkout
+    python bench/audit.py --commit-only     # append-to-commit latency, SQLite and PostgreSQL
 """
 
 from __future__ import annotations
@@ -61,6 +62,52 @@ def _server_seconds(base: str) -> dict[str, tuple[float, float]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+def commit_latency(url: str, n: int) -> str:
+    """Append-to-commit latency of one entry at a time (an audited request's added wait when the
+    writer is idle), then of bursts of 8 (concurrent requests share a commit)."""
+    from api.audit import AuditLog
+
+    log = AuditLog(url, key=b"bench-audit-key-0123456789abcdef")
+    try:
+        for _ in range(50):
+            log.append("key:bench", "onboarding", "score", "warm-up", {}).result(timeout=30)
+        one = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            log.append("key:bench", "onboarding", "score", f"u{i}", {"score": 0.1}).result(timeout=30)
+            one.append((time.perf_counter() - t0) * 1000)
+        burst = []
+        for i in range(n // 8):
+            t0 = time.perf_counter()
+            tickets = [log.append("key:bench", "onboarding", "score", f"b{i}-{j}", {}) for j in range(8)]
+            for t in tickets:
+                t.result(timeout=30)
+            burst.append((time.perf_counter() - t0) * 1000)
+    finally:
+        log.close()
+    one.sort()
+    burst.sort()
+    return (f"{url.split('://')[0]} append->commit, one at a time: p50 {one[len(one) // 2]:.2f} ms, "
+            f"p99 {one[int(len(one) * 0.99)]:.2f} ms; 8 at once: p50 {burst[len(burst) // 2]:.2f} ms")  # fmt: skip
+
+
+def raw_commit_latency(conninfo: str, n: int) -> str:
+    """The floor on the same server: one INSERT and COMMIT with psycopg, no SQLAlchemy, no lock."""
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        conn.commit()
+        ms = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.execute("INSERT INTO t VALUES (%s)", (i,))
+            conn.commit()
+            ms.append((time.perf_counter() - t0) * 1000)
+    ms.sort()
+    return f"postgresql raw INSERT+COMMIT (floor): p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[int(len(ms) * 0.99)]:.2f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,7 +117,24 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--audit-url", default=None, help="SQLAlchemy URL (default: SQLite in a temp dir)")
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument(
+        "--commit-only", action="store_true",
+        help="only the append-to-commit latency, on SQLite and on a durable PostgreSQL (fsync on)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.commit_only:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.pg_server import start_server, stop_server
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+        print(commit_latency(args.audit_url or f"sqlite:///{tmp / 'audit.db'}", 1000))
+        pg = start_server(durable=True)
+        try:
+            print(commit_latency(pg.url(pg.create_database()), 1000))
+            print(raw_commit_latency(pg.conninfo(pg.create_database()), 1000))
+        finally:
+            stop_server(pg)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="bench-audit-"))
     (root / "var" / "scores").mkdir(parents=True)

@@ -83,8 +83,10 @@ class PgServer:
         return name
 
 
-def start_server() -> PgServer:
+def start_server(durable: bool = False) -> PgServer:
     """Initialise and start a cluster in a new temporary directory.
+
+    Tests run it without fsync (fast); ``durable=True`` keeps PostgreSQL's defaults (benchmarks).
 
     Raises:
         FileNotFoundError: no PostgreSQL binaries here.
@@ -108,7 +110,9 @@ def start_server() -> PgServer:
          "-E", "UTF8", "--locale", "C"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    options = f"-k {sockets} -p {port} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+    options = f"-k {sockets} -p {port} -c listen_addresses=''"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
     subprocess.run(
         [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"),
          "-w", "-t", "60", "start"],
