@@ -14,7 +14,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from graphrisk.events import FieldError, parse_event
-from pipelines.records import STAGE_PARSE, STAGE_READ, DeadLetter, RawChunk
+from pipelines.records import STAGE_PARSE, STAGE_READ, DeadLetter, RawChunk, StageError, where
 from pipelines.validate import EVENT_SCHEMA, event_columns, fast_rows, surely_valid, typed_view
 
 DEAD = "dead"
@@ -141,7 +141,10 @@ class _ParseFn(beam.DoFn):
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
         self._read.inc(chunk.read_count)
-        batch, dead = parse_chunk(chunk, self._future)
+        try:
+            batch, dead = parse_chunk(chunk, self._future)
+        except Exception as exc:  # not a bad record (those are dead letters): name the input, keep the cause
+            raise StageError(f"{where(chunk)}: parsing failed: {type(exc).__name__}: {exc}") from exc
         for letter in dead:
             yield pvalue.TaggedOutput(DEAD, letter)
         if len(batch.table):

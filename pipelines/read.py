@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graphrisk.errors import UnsupportedInputError
-from pipelines.records import RawChunk, RawRecord, truncate
+from pipelines.records import RawChunk, RawRecord, StageError, truncate
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 CHUNK_ROWS = 20_000
@@ -259,6 +259,16 @@ def _read_parquet(path: Path, source: str) -> Iterator[RawChunk]:
         yield RawChunk(source, [], None, broken=_broken(source, n + 1, f"Parquet: {_describe(exc)}"))
 
 
+def _read_file(root: Path, relpath: str) -> Iterator[RawChunk]:
+    """:func:`read_chunks`; an unexpected error (a bug: bad input is dead-lettered) names the file."""
+    try:
+        yield from read_chunks(root, relpath)
+    except UnsupportedInputError:
+        raise
+    except Exception as exc:
+        raise StageError(f"{relpath}: reading failed: {type(exc).__name__}: {exc}") from exc
+
+
 class ReadEvents(beam.PTransform):
     """Reads the given files under ``root``; one :class:`RawChunk` element per chunk of records.
 
@@ -277,5 +287,5 @@ class ReadEvents(beam.PTransform):
             pbegin
             | "ListFiles" >> beam.Create(sorted(self.relpaths))
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFile" >> beam.FlatMap(lambda rel: read_chunks(root, rel))
+            | "ReadFile" >> beam.FlatMap(lambda rel: _read_file(root, rel))
         )

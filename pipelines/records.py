@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from graphrisk.errors import GraphRiskError
+
 
 @dataclass(frozen=True)
 class RawRecord:
@@ -152,3 +154,13 @@ STAGE_READ = "read"
 STAGE_PARSE = "parse"
 STAGE_PSEUDONYMISE = "pseudonymise"
 STAGE_DEDUPE = "dedupe"
+
+
+class StageError(GraphRiskError):
+    """A stage failed on input it should have dead-lettered (a bug): names the file and lines."""
+
+
+def where(chunk: RawChunk) -> str:
+    """``source, lines a-b`` of a chunk, for error messages."""
+    lines = [*chunk.lines, *(r.line for r in chunk.unreadable)]
+    return f"{chunk.source}, lines {min(lines)}-{max(lines)}" if lines else chunk.source

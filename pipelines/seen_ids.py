@@ -107,6 +107,9 @@ def forget_batch(root: Path, batch_seq: int) -> int:
         if seq == batch_seq:
             path.unlink(missing_ok=True)
             gone += 1
+    # Temporary files a crash left mid-write (never read: their names match no record).
+    for tmp in root.glob(f"day=*/.batch={batch_seq:06d}-*.tmp") if root.is_dir() else []:
+        tmp.unlink(missing_ok=True)
     return gone
 
 
