@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from gnn.workflow import train_score_and_find_rings
 from graphrisk.config import Settings
-from graphrisk.local_server import LocalServer, free_port
+from graphrisk.local_server import LocalServer, Neo4jServer, free_port
 from graphrisk.store import GraphStore
 from graphrisk.synthetic import generate
 from pipelines.refresh import refresh
@@ -39,14 +39,16 @@ HEADERS = {role: {"X-API-Key": key} for key, role in KEYS.items()}
 HEADERS["bearer_investigator"] = {"Authorization": "Bearer inv-key-0123456789"}
 
 
-def build_world(bolt_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def build_world(
+    bolt_server: LocalServer | Neo4jServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A scored synthetic graph in its own database (the ``world`` fixture of tests/conftest.py)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("api")
-    bolt_server.create_database("apitest")
-    settings = make_settings(bolt_server, root / "var", api_keys=KEYS, audit_url=f"sqlite:///{root / 'audit.db'}",
+    # Apart from the database the `store` fixture empties (on Neo4j, a server of its own).
+    server = bolt_server.database_server("apitest")
+    settings = make_settings(server, root / "var", api_keys=KEYS, audit_url=f"sqlite:///{root / 'audit.db'}",
                              rate_limit_per_minute=100_000)  # fmt: skip
-    settings = settings.model_copy(update={"store_database": "apitest"})
     generate(root / "gen", users=2500, seed=23, days=7)
     labels = pd.read_parquet(root / "gen" / "labels" / "users.parquet")
     with GraphStore(settings) as store:
