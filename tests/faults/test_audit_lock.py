@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select
@@ -22,6 +23,7 @@ from sqlalchemy import create_engine, func, select
 from api.audit import AuditLog, audit_table
 from api.main import create_app
 from graphrisk.config import load_settings
+from graphrisk.errors import AuditUnavailableError
 
 KEY = b"fault-suite-audit-key-0123456789"
 KEYS = {"inv-key-0123456789": "investigator", "adm-key-0123456789": "admin"}
@@ -75,7 +77,7 @@ def _failures() -> float:
 
 
 def test_writer_survives_a_lock_past_its_timeout(audit_db_url: str) -> None:
-    log = AuditLog(audit_db_url, key=KEY, max_lag_s=0.3, lock_timeout_s=0.4)
+    log = AuditLog(audit_db_url, key=KEY, max_lag_s=0.3, lock_timeout_s=0.4, max_pending=20)
     try:
         for i in range(5):
             log.append("key:a", "onboarding", "score", f"before-{i}", {})
@@ -90,6 +92,8 @@ def test_writer_survives_a_lock_past_its_timeout(audit_db_url: str) -> None:
             assert not ok and "stopped" not in reason and "driver" not in reason, reason
             assert _failures() >= failures + 2  # it failed, and tried again, and again
             assert not any(t.done() for t in tickets)
+            with pytest.raises(AuditUnavailableError):  # bounded: memory does not grow unchecked
+                log.append("key:a", "onboarding", "score", "one-too-many", {})
         log.flush(timeout=15)  # everything queued while locked is written after the release
         assert [t.result() for t in tickets] == list(range(6, 26))
         assert log.healthy()
