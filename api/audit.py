@@ -696,6 +696,9 @@ class AuditLog:
                     self.anchor()
             except (DBAPIError, OSError) as exc:
                 log.warning("audit: scheduled verification or anchoring did not run: %s", exc)
+            except Exception:
+                # Anything else is a bug, but a dead verifier would silently end the checks.
+                log.exception("audit: scheduled verification or anchoring failed")
             if now >= next_verify:
                 next_verify = now + verify_every  # type: ignore[operator]
             if now >= next_anchor:
