@@ -20,7 +20,7 @@ import pytest
 from graphrisk.config import Settings
 from graphrisk.graph_schema import NodeLabel
 from graphrisk.store import GraphStore
-from pipelines.locks import RefreshLockedError, refresh_lock
+from pipelines.locks import RefreshLockedError, RefreshLockLostError, StoreLock, refresh_lock
 from pipelines.refresh import refresh
 from pipelines.snapshot import current_dir, load_snapshot, verify_snapshot
 from tests.factories import make_events
@@ -88,6 +88,32 @@ def test_stale_store_lock_is_taken_over_loudly(store: GraphStore, settings: Sett
     assert len(warnings) == 1 and "took over the refresh lock of ops@elsewhere pid 4242" in warnings[0]
     with refresh_lock(settings, store, warn=warnings.append) as lock:  # released: free again
         assert lock.taken_over is None
+
+
+def test_a_run_whose_lock_was_taken_over_stops_before_committing(store: GraphStore) -> None:
+    lock = StoreLock(store, stale_s=10, warn=lambda _: None)  # heartbeats every 2 s
+    lock.acquire()
+    try:
+        now = int(time.time() * 1000)
+        row = store.write(
+            "ledger/acquire_refresh_lock", token="usurper", holder="ops@elsewhere pid 7", pid=7,
+            host="elsewhere", now=now, stale_before=now + 1, dead_token="",
+        )[0]  # fmt: skip
+        assert row["acquired"] and row["taken_over"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                lock.check()
+            except RefreshLockLostError as exc:
+                assert "taken over by another run" in str(exc)
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lost lock was not noticed")
+    finally:
+        lock.release()
+    assert store.write("ledger/heartbeat_refresh_lock", token="usurper", now=now)  # not released by the loser
+    store.write("ledger/release_refresh_lock", token="usurper", now=now)
 
 
 def _two_batches(store: GraphStore, settings: Settings, tmp_path: Path) -> Path:
