@@ -57,7 +57,7 @@ def test_every_relationship_upsert(store: GraphStore, rel) -> None:
 _PARAM_DEFAULTS: dict[str, object] = {
     "rows": [], "limit": 5, "skip": 0, "now": 1, "seq": 2, "batch_seq": 1, "partitions": [], "fingerprints": [],
     "read": 0, "accepted": 0, "rejected": 0, "duplicates": 0, "rels": ["USED_DEVICE"], "max_others": 3,
-    "min_score": 0.0, "ids": [], "user_ids": [], "members": [],
+    "min_score": 0.0, "ids": [], "user_ids": [], "members": [], "paths": [],
 }  # fmt: skip
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
