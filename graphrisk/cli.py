@@ -741,23 +741,21 @@ def demo_cmd(
 
     from gnn.workflow import train_score_and_find_rings
     from graphrisk.errors import StoreError
-    from graphrisk.local_server import LocalServer
+    from graphrisk.local_server import LocalServer, Neo4jServer, local_server
     from graphrisk.store import GraphStore
     from graphrisk.synthetic import generate
     from pipelines.refresh import refresh
 
     s = _settings()
-    server: LocalServer | None = None
+    server: LocalServer | Neo4jServer | None = None
     with GraphStore(s) as probe:
         try:
             probe.verify()
         except StoreError:
-            port_bolt = int(s.store_uri.rsplit(":", 1)[1])
-            server = LocalServer(root=s.arcadedb_root.resolve(), password=s.store_password.get_secret_value(),
-                                 database=s.store_database, bolt_port=port_bolt, http_port=s.arcadedb_http_port)  # fmt: skip
+            server = local_server(s)  # the engine of GRAPHRISK_STORE_ENGINE (ArcadeDB by default)
     try:
         if server is not None:
-            with _spinner(f"starting ArcadeDB on {server.uri}"), _errors_exit():
+            with _spinner(f"starting {server.engine} on {server.uri}"), _errors_exit():
                 server.start()
         events_dir = s.data_dir / "demo" / f"synthetic-{users}-{seed}"
         with _spinner(f"generating {users:,} users (seed {seed})"):

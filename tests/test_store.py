@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,14 @@ def test_every_cypher_file_executes(store: GraphStore) -> None:
 def test_unknown_statement_is_named() -> None:
     with pytest.raises(UnknownStatementError, match="nope"):
         CypherLibrary().get("upsert/nope")
+
+
+def test_engine_variant_overrides_the_shared_statement(tmp_path: Path) -> None:
+    """``<name>.<engine>.cypher`` wins for that engine only, and is not a statement name of its own."""
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "q.cypher").write_text("RETURN 'shared' AS v")
+    (tmp_path / "g" / "q.neo4j.cypher").write_text("RETURN 'neo4j' AS v")
+    assert CypherLibrary(tmp_path, engine="neo4j").get("g/q") == "RETURN 'neo4j' AS v"
+    assert CypherLibrary(tmp_path, engine="arcadedb").get("g/q") == "RETURN 'shared' AS v"
+    assert CypherLibrary(tmp_path).get("g/q") == "RETURN 'shared' AS v"
+    assert CypherLibrary(tmp_path, engine="neo4j").names() == ["g/q"]
