@@ -20,6 +20,7 @@ import base64
 import dataclasses
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -129,7 +130,10 @@ class _ServerProcess:
                 raise ServerStartError(f"{self.engine}: cannot run {command[0]}: {exc}") from exc
         deadline = time.monotonic() + self.start_timeout_s
         assert self._proc.stdout is not None
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            # Wait with a bound: a child that hangs before printing anything must not hang us.
+            if not select.select([self._proc.stdout], [], [], left)[0]:
+                break
             line = self._proc.stdout.readline()
             if line.split()[:1] == [READY_LINE]:
                 return self
