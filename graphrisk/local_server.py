@@ -30,7 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from graphrisk.errors import ServerStartError
 
@@ -136,11 +136,23 @@ class _ServerProcess:
                 break
             line = self._proc.stdout.readline()
             if line.split()[:1] == [READY_LINE]:
+                # Keep reading what the child prints later, or a full pipe would block it.
+                threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True).start()
                 return self
             if not line and self._proc.poll() is not None:
                 break
         self.stop()
         raise ServerStartError(f"{self.engine} did not start; see {self.root / 'launcher.log'}")
+
+    def _drain(self, stdout: IO[str]) -> None:
+        """Copy the child's later output to ``launcher.log`` until it closes."""
+        with (self.root / "launcher.log").open("a") as log:
+            try:
+                for line in stdout:
+                    log.write(line)
+                    log.flush()
+            except (OSError, ValueError):  # the pipe was closed by stop()
+                pass
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 20 s)."""
