@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 
 from graphrisk.config import Settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel
+from graphrisk.store import GraphStore
+from pipelines.graph_build import run_graph_build
+from pipelines.refresh import discover_partitions, refresh
 from pipelines.snapshot import load_snapshot, verify_snapshot
 
 
@@ -45,3 +51,37 @@ def assert_same_snapshot(snapshot_dir: Path, expected_dir: Path) -> None:
         pd.testing.assert_frame_equal(nodes[label], want_nodes[label])
     for rel in EDGE_TYPES:
         pd.testing.assert_frame_equal(edges[rel], want_edges[rel])
+
+
+def reference_run(settings: Settings, store: GraphStore, input_root: Path, data_dir: Path) -> None:
+    """Refresh ``input_root`` uninterrupted into ``data_dir`` (the expected snapshot), then empty the store."""
+    refresh(settings.model_copy(update={"data_dir": data_dir}), store, input_root)
+    store.delete_all()
+    store.ensure_schema()
+
+
+def crash_before_done(
+    settings: Settings, store: GraphStore, input_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run a refresh that dies just before its batch is marked done (as a kill there would)."""
+    real_write = store.write
+
+    def crash_at_finish(name: str, **params: Any) -> list[dict[str, Any]]:
+        if name == "ledger/finish_batch":
+            raise SystemExit("killed before the batch was marked done")
+        return real_write(name, **params)
+
+    monkeypatch.setattr(store, "write", crash_at_finish)
+    with pytest.raises(SystemExit):
+        refresh(settings, store, input_root)
+    monkeypatch.setattr(store, "write", real_write)
+
+
+def crash_after_build(settings: Settings, store: GraphStore, input_root: Path) -> list[str]:
+    """Record batch 1, build it, and stop before marking it done; its partitions' paths."""
+    parts = discover_partitions(input_root)
+    now = int(time.time() * 1000)
+    store.write("ledger/start_batch", seq=1, partitions=[p.path for p in parts],
+                fingerprints=[p.fingerprint for p in parts], now=now)  # fmt: skip
+    run_graph_build(settings, input_root, [p.path for p in parts], 1, ingested_at_ms=now)
+    return [p.path for p in parts]

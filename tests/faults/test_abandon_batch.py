@@ -22,8 +22,7 @@ from graphrisk.store import GraphStore
 from pipelines.refresh import AbandonRefusedError, abandon_batch, discover_partitions, refresh
 from pipelines.snapshot import delta_dir
 from tests.factories import make_events
-from tests.faults.refresh_helpers import assert_same_snapshot, cli_env
-from tests.faults.test_resume_changed import _crash_after_build
+from tests.faults.refresh_helpers import assert_same_snapshot, cli_env, crash_after_build, reference_run
 
 
 def test_abandon_a_batch_that_wrote_nothing_then_its_partitions_are_taken_again(
@@ -65,11 +64,9 @@ def test_abandon_refuses_what_it_cannot_undo_and_never_folds_an_abandoned_delta(
 ) -> None:
     events = make_events(users=15, hours=2)
     events.write(tmp_path / "in")
-    refresh(settings.model_copy(update={"data_dir": tmp_path / "ref"}), store, tmp_path / "in")
-    store.delete_all()
-    store.ensure_schema()
+    reference_run(settings, store, tmp_path / "in", tmp_path / "ref")
 
-    _crash_after_build(settings, store, tmp_path / "in")  # batch 1 wrote the store and its delta
+    crash_after_build(settings, store, tmp_path / "in")  # batch 1 wrote the store and its delta
     with pytest.raises(AbandonRefusedError, match=r"batch 1 already wrote \d+ nodes and \d+ relationships"):
         abandon_batch(settings, store, 1, "operator test")
     with pytest.raises(AbandonRefusedError, match="needs a reason"):

@@ -24,7 +24,7 @@ from pipelines.locks import RefreshLockedError, RefreshLockLostError, StoreLock,
 from pipelines.refresh import refresh
 from pipelines.snapshot import current_dir, load_snapshot, verify_snapshot
 from tests.factories import make_events
-from tests.faults.refresh_helpers import assert_same_snapshot, cli_env, start_refresh
+from tests.faults.refresh_helpers import assert_same_snapshot, cli_env, reference_run, start_refresh
 
 
 @pytest.mark.slow
@@ -33,9 +33,7 @@ def test_overlapping_refreshes_one_runs_one_exits_one_waits(
 ) -> None:
     events = make_events(users=80, hours=3)
     events.write(tmp_path / "in")
-    refresh(settings.model_copy(update={"data_dir": tmp_path / "ref"}), store, tmp_path / "in")
-    store.delete_all()
-    store.ensure_schema()
+    reference_run(settings, store, tmp_path / "in", tmp_path / "ref")
 
     env = cli_env(settings, tmp_path / "var", GRAPHRISK_WRITE_BATCH_SIZE="3")  # a slow first run
     first = start_refresh(env, tmp_path / "in")

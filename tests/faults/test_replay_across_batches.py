@@ -23,6 +23,7 @@ from graphrisk.store import GraphStore
 from pipelines.refresh import abandon_batch, refresh
 from pipelines.snapshot import load_snapshot
 from tests.factories import make_events
+from tests.faults.refresh_helpers import crash_before_done
 from tests.test_refresh import graph_state
 
 DAY = "dt=2026-01-05"
@@ -92,17 +93,7 @@ def test_a_resumed_replaying_batch_does_not_take_its_own_ids_for_replays(
     events.write(tmp_path / "in", hours=[1])
     new_events = len(events.hours[1])
 
-    real_write = store.write
-
-    def crash_at_finish(name: str, **params: Any) -> list[dict[str, Any]]:
-        if name == "ledger/finish_batch":
-            raise SystemExit("killed before the batch was marked done")
-        return real_write(name, **params)
-
-    monkeypatch.setattr(store, "write", crash_at_finish)
-    with pytest.raises(SystemExit):
-        refresh(settings, store, tmp_path / "in")
-    monkeypatch.setattr(store, "write", real_write)
+    crash_before_done(settings, store, tmp_path / "in", monkeypatch)
     assert store.read("ledger/unfinished_batch")
 
     resumed = refresh(settings, store, tmp_path / "in")
@@ -127,17 +118,7 @@ def test_an_abandoned_batch_leaves_no_seen_ids_behind(
     """Its partitions are taken again by a new batch: its ids must not make them replays."""
     events = make_events(users=10, hours=1)
     events.write(tmp_path / "in")
-    real_write = store.write
-
-    def crash_at_finish(name: str, **params: Any) -> list[dict[str, Any]]:
-        if name == "ledger/finish_batch":
-            raise SystemExit("killed before the batch was marked done")
-        return real_write(name, **params)
-
-    monkeypatch.setattr(store, "write", crash_at_finish)
-    with pytest.raises(SystemExit):
-        refresh(settings, store, tmp_path / "in")
-    monkeypatch.setattr(store, "write", real_write)
+    crash_before_done(settings, store, tmp_path / "in", monkeypatch)
     assert list(settings.seen_ids_dir.rglob("batch=000001-*.parquet"))
 
     abandon_batch(settings, store, 1, "test: abandoned on purpose", force=True)

@@ -8,7 +8,6 @@ commit: the batch's graph build ran (store and delta written) but ``finish_batch
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,9 @@ from typer.testing import CliRunner
 from graphrisk.cli import app
 from graphrisk.config import Settings
 from graphrisk.store import GraphStore
-from pipelines.graph_build import run_graph_build
 from pipelines.refresh import ChangedPartitionsError, discover_partitions, refresh
 from tests.factories import make_events
-from tests.faults.refresh_helpers import cli_env
-
-
-def _crash_after_build(settings: Settings, store: GraphStore, input_root: Path) -> list[str]:
-    """Record batch 1, build it, and stop before marking it done (as a kill there would)."""
-    parts = discover_partitions(input_root)
-    now = int(time.time() * 1000)
-    store.write("ledger/start_batch", seq=1, partitions=[p.path for p in parts],
-                fingerprints=[p.fingerprint for p in parts], now=now)  # fmt: skip
-    run_graph_build(settings, input_root, [p.path for p in parts], 1, ingested_at_ms=now)
-    return [p.path for p in parts]
+from tests.faults.refresh_helpers import cli_env, crash_after_build
 
 
 def _edit_amounts(path: Path) -> None:
@@ -47,7 +35,7 @@ def test_resume_over_changed_or_missing_files_stops_and_names_them(
 ) -> None:
     events = make_events(users=20, hours=3)
     events.write(tmp_path / "in")
-    paths = _crash_after_build(settings, store, tmp_path / "in")
+    paths = crash_after_build(settings, store, tmp_path / "in")
     before = store.rel_counts()
     edited, removed = tmp_path / "in" / paths[1], tmp_path / "in" / paths[2]
     original = edited.read_text()
