@@ -18,6 +18,13 @@ write therefore runs *between* the two builds and is compared with their mean
 earlier versions of this benchmark did.
 
     python bench/pipeline.py --events 1000000
+
+With ``--runner`` (repeatable, or a comma list), it instead builds the same base partitions once
+on each named Beam runner, each into a fresh database after one shared warm-up, and prints
+events/s for each; a runner that is not built (``make beam-jars``, ``make prism``) is reported
+and skipped:
+
+    python bench/pipeline.py --events 200000 --runner DirectRunner,PrismRunner,FlinkRunner,SparkRunner
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, NodeLabel
 from graphrisk.local_server import LocalServer
 from graphrisk.store import GraphStore, node_upsert_statement, rel_upsert_statement
 from graphrisk.synthetic import generate
+from pipelines.options import runner_missing
 from pipelines.refresh import refresh
 from pipelines.snapshot import delta_dir
 
@@ -103,6 +111,46 @@ def _bare_write(
         return rows, time.perf_counter() - started
 
 
+def _runners(work: Path, runners: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Events/s of the full build on each runner, one run each, same input, fresh databases."""
+    figures: dict[str, Any] = {}
+    with LocalServer(root=work / "arcadedb", password=PASSWORD) as server:
+        common = {"environment": "test", "store_uri": server.uri, "store_password": PASSWORD,
+                  "beam_workers": args.workers}  # fmt: skip
+        server.create_database("warmup")
+        warm = load_settings(store_database="warmup", data_dir=work / "warm", **common)
+        warm_input = work / "warm_input"
+        for f in sorted((work / "input").rglob("*.parquet"))[: args.warmup_partitions]:
+            dst = warm_input / f.relative_to(work / "input")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+        with GraphStore(warm) as store:
+            refresh(warm, store, warm_input)
+        print(f"warmed up on {args.warmup_partitions} partitions (DirectRunner)")
+        for runner in runners:
+            missing = runner_missing(runner)
+            if missing:
+                print(f"{runner}: skipped, {missing}")
+                figures[runner] = None
+                continue
+            db = f"run_{runner.lower()}"
+            server.create_database(db)
+            s = load_settings(store_database=db, data_dir=work / db, beam_runner=runner, **common)
+            with GraphStore(s) as store:
+                report = refresh(s, store, work / "input")
+            counts = report.batches[0].counts
+            # Spark's portable job server reports no metrics: count the input instead.
+            events = counts["read"] or sum(
+                pq.ParquetFile(f).metadata.num_rows for f in (work / "input").rglob("*.parquet")
+            )
+            figures[runner] = {"events": events, "seconds": round(report.seconds, 1),
+                               "events_per_s": round(events / report.seconds),
+                               "store_write_s": round(counts["store_write_seconds"], 1)}  # fmt: skip
+            print(f"{runner}: {events:,} events in {report.seconds:.1f}s, "
+                  f"{events / report.seconds:,.0f} events/s")  # fmt: skip
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="approximate events to generate")
@@ -111,6 +159,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--warmup-partitions", type=int, default=48, help="hourly files used to warm the server up"
+    )
+    parser.add_argument(
+        "--runner",
+        action="append",
+        default=None,
+        help="compare Beam runners instead (repeatable or comma list): DirectRunner, PrismRunner, ...",
     )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -128,6 +182,15 @@ def main() -> None:
     print(
         f"generated {users:,} users, {n_base + n_inc:,} events in {gen_s:.1f}s; base {n_base:,}, increment {n_inc:,}"
     )
+
+    if args.runner:
+        runners = [r for arg in args.runner for r in arg.split(",") if r]
+        figures_by_runner = _runners(work, runners, args)
+        if args.json:
+            args.json.write_text(json.dumps(figures_by_runner, indent=2))
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     with LocalServer(root=work / "arcadedb", password=PASSWORD) as server:
         for db in ("bare", "again", "warmup", "warmup_bare"):
