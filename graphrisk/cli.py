@@ -201,6 +201,13 @@ def refresh_cmd(
     beam_arg: Annotated[
         list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")
     ] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Beam runner: DirectRunner, PrismRunner, FlinkRunner, SparkRunner, DataflowRunner, ..."
+            " (default: setting beam_runner)."
+        ),
+    ] = None,
     score: Annotated[
         bool, typer.Option(help="Then score users and find rings with the production models.")
     ] = True,
@@ -241,6 +248,7 @@ def refresh_cmd(
     (recorded in the ledger, shown in the report), then refreshes, taking its partitions again.
     """
     from graphrisk.store import GraphStore
+    from pipelines.options import pipeline_options
     from pipelines.refresh import abandon_batch as abandon
     from pipelines.refresh import refresh
 
@@ -248,6 +256,11 @@ def refresh_cmd(
         _print_error("--abandon-batch needs --reason, recorded in the ledger")
         raise typer.Exit(2)
     s = _settings()
+    if runner is not None:
+        s = s.model_copy(update={"beam_runner": runner})
+    with _errors_exit():
+        # Before any batch is recorded: a runner that cannot start would leave one to resume.
+        pipeline_options(s.beam_runner, s.beam_workers, beam_arg)
 
     def warn(message: str) -> None:
         console.print(message, markup=False, style="yellow")

@@ -27,6 +27,8 @@ from pathlib import Path
 import apache_beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from graphrisk.errors import GraphRiskError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Where ``make beam-jars`` and ``make prism`` put what they build.
@@ -38,7 +40,7 @@ PRISM_BINARY = REPO_ROOT / "tools" / "bin" / "prism"
 FN_API_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
-class RunnerNotBuiltError(RuntimeError):
+class RunnerNotBuiltError(GraphRiskError):
     """A portable runner was asked for but its job server or binary is not built."""
 
 

@@ -32,3 +32,20 @@ def test_error_text_with_brackets_is_printed_verbatim(
     )
     assert res.exit_code == 1
     assert STATEMENT in " ".join(res.stderr.split())
+
+
+def test_a_runner_that_is_not_built_is_refused_before_any_batch_starts(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--runner FlinkRunner`` without its job server says what to build, and records no batch."""
+    monkeypatch.setenv("GRAPHRISK_FLINK_JOB_SERVER_JAR", str(tmp_path / "absent.jar"))
+    started: list[object] = []
+    monkeypatch.setattr(pipelines.refresh, "refresh", lambda *a, **k: started.append(a))
+    res = CliRunner().invoke(
+        app,
+        ["refresh", "--input", str(tmp_path), "--no-score", "--runner", "FlinkRunner"],
+        env=cli_env(settings, tmp_path / "var"),
+    )
+    assert res.exit_code == 1
+    assert "make beam-jars" in " ".join(res.stderr.split())
+    assert started == []
