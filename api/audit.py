@@ -76,22 +76,37 @@ audit_table = Table(
     Column("hash", String(64), nullable=False, unique=True),
 )
 
+# With several workers (api.metrics.MULTIPROC_ENV) each gauge says how the workers' values
+# combine: an alarm raised by any live worker stands; the writer is healthy only if all are.
 VERIFICATION_FAILED = Gauge(
-    "graphrisk_audit_verification_failed", "1 when the last verification of the audit chain failed"
+    "graphrisk_audit_verification_failed",
+    "1 when the last verification of the audit chain failed",
+    multiprocess_mode="livemax",
 )
 SEQUENCE_SHRUNK = Gauge(
     "graphrisk_audit_sequence_shrunk",
     "1 when the audit chain was found shorter than a sequence number seen or anchored before",
+    multiprocess_mode="livemax",
 )
 VERIFICATIONS = Counter("graphrisk_audit_verifications", "Audit chain verifications by result", ["result"])
 UNKEYED_ENTRIES = Gauge(
-    "graphrisk_audit_unkeyed_entries", "Entries of the chain's legacy, un-keyed (plain SHA-256) prefix"
+    "graphrisk_audit_unkeyed_entries",
+    "Entries of the chain's legacy, un-keyed (plain SHA-256) prefix",
+    multiprocess_mode="livemax",
 )
 WRITE_FAILURES = Counter(
     "graphrisk_audit_write_failures", "Failed attempts to write an audit batch (retried)"
 )
-WRITER_HEALTHY = Gauge("graphrisk_audit_writer_healthy", "1 while the audit writer's last attempt succeeded")
-PENDING = Gauge("graphrisk_audit_pending_entries", "Audit entries accepted and not yet committed")
+WRITER_HEALTHY = Gauge(
+    "graphrisk_audit_writer_healthy",
+    "1 while the audit writer's last attempt succeeded",
+    multiprocess_mode="livemin",
+)
+PENDING = Gauge(
+    "graphrisk_audit_pending_entries",
+    "Audit entries accepted and not yet committed",
+    multiprocess_mode="livesum",
+)
 
 BATCH = 500
 FULL_EVERY = 12  # scheduled verifications: the whole chain at start and every 12th run

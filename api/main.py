@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit_guard import AuditGuard
 from api.auth import AuthGate
-from api.metrics import LATENCY, REQUESTS
+from api.metrics import LATENCY, REQUESTS, worker_exited
 from api.redact import validation_error_handler
 from api.routes import health, rings, score, users
 from api.state import AppState
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             watcher.cancel()
             state.close()
+            worker_exited()
 
     app = FastAPI(
         title="graphrisk",

@@ -1,8 +1,20 @@
-"""Prometheus metrics of the API."""
+"""Prometheus metrics of the API, one exposition for all of its worker processes.
+
+With ``graphrisk serve --workers N`` each worker is a process of its own, and a scrape reaches
+one of them: its in-memory counters alone would be a fraction of the traffic. ``serve`` then
+sets ``PROMETHEUS_MULTIPROC_DIR`` (before any worker imports prometheus_client), every worker
+writes its values to files there, and ``/metrics`` reads them all.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("graphrisk_requests_total", "Requests by route and status", ["route", "status"])
 LATENCY = Histogram(
@@ -10,3 +22,26 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )  # fmt: skip
 SCORES = Counter("graphrisk_scores_total", "Scores served by kind and band", ["kind", "band"])
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Empty ``path`` and point this process's future workers at it (before they start)."""
+    # Files left by an earlier server would be summed into this one's counters.
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+
+
+def exposition() -> bytes:
+    """The text exposition: this process's registry, or every worker's when there are several."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def worker_exited() -> None:
+    """Drop this worker's live gauges from the shared exposition (called at shutdown)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())

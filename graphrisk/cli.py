@@ -651,6 +651,10 @@ def serve_cmd(
     import uvicorn
 
     s = _settings()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from api.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(s.data_dir / "metrics" / f"serve-{port}")
     console.print(
         f"serving on http://{host}:{port} with {workers} worker(s), store {s.store_uri}, "
         f"config {os.environ.get('GRAPHRISK_CONFIG') or 'from the environment'}"

@@ -6,10 +6,11 @@ import time
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.auth import Role
 from api.deps import MaybePrincipal, State, StrictJSONRoute
+from api.metrics import exposition
 from api.schemas import HealthResponse, error_responses
 from graphrisk.errors import StoreError, StoreTimeoutError
 
@@ -55,5 +56,5 @@ async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
-    """Prometheus exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition (every worker's, when there are several)."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

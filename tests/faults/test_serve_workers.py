@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from graphrisk.local_server import free_port
 
@@ -73,6 +74,18 @@ def test_serve_starts_n_workers_that_all_read_the_config_file(tmp_path: Path) ->
         # The key exists only in the TOML file: every answer (from whichever worker) knows it.
         codes = {_get(f"{base}/v1/users/nobody/score", KEY) for _ in range(20)}
         assert codes == {404}, codes
+        # One scrape, whichever worker answers it, counts every worker's requests.
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        counted = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "graphrisk_requests_total"
+            and sample.labels.get("status") == "404"
+            and sample.labels.get("route", "").startswith("/v1/users/")
+        )
+        assert counted == 20, counted
         assert _get(f"{base}/v1/users/nobody/score", "dev-onboarding-key") == 401
     finally:
         proc.terminate()
