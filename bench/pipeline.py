@@ -111,6 +111,23 @@ def _bare_write(
         return rows, time.perf_counter() - started
 
 
+def _warm_up(work: Path, partitions: int, common: dict[str, Any]) -> Settings:
+    """Refresh the first ``partitions`` hourly files into the ``warmup`` database; its settings.
+
+    Apart from the timed steps: the server's JIT made first writes 2-3x slower, which would
+    favour whichever step ran second.
+    """
+    warm = load_settings(store_database="warmup", data_dir=work / "warm", **common)
+    warm_input = work / "warm_input"
+    for f in sorted((work / "input").rglob("*.parquet"))[:partitions]:
+        dst = warm_input / f.relative_to(work / "input")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
+    with GraphStore(warm) as store:
+        refresh(warm, store, warm_input)
+    return warm
+
+
 def _runners(work: Path, runners: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Events/s of the full build on each runner, one run each, same input, fresh databases."""
     figures: dict[str, Any] = {}
@@ -118,14 +135,7 @@ def _runners(work: Path, runners: list[str], args: argparse.Namespace) -> dict[s
         common = {"environment": "test", "store_uri": server.uri, "store_password": PASSWORD,
                   "beam_workers": args.workers}  # fmt: skip
         server.create_database("warmup")
-        warm = load_settings(store_database="warmup", data_dir=work / "warm", **common)
-        warm_input = work / "warm_input"
-        for f in sorted((work / "input").rglob("*.parquet"))[: args.warmup_partitions]:
-            dst = warm_input / f.relative_to(work / "input")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dst)
-        with GraphStore(warm) as store:
-            refresh(warm, store, warm_input)
+        _warm_up(work, args.warmup_partitions, common)
         print(f"warmed up on {args.warmup_partitions} partitions (DirectRunner)")
         for runner in runners:
             missing = runner_missing(runner)
@@ -199,14 +209,7 @@ def main() -> None:
                   "beam_workers": args.workers}  # fmt: skip
         # Warm-up, apart from the timed steps: the server's JIT made first writes 2-3x slower,
         # which would favour whichever of pipeline and bare write ran second.
-        warm = load_settings(store_database="warmup", data_dir=work / "warm", **common)
-        warm_input = work / "warm_input"
-        for f in sorted((work / "input").rglob("*.parquet"))[: args.warmup_partitions]:
-            dst = warm_input / f.relative_to(work / "input")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dst)
-        with GraphStore(warm) as store:
-            refresh(warm, store, warm_input)
+        warm = _warm_up(work, args.warmup_partitions, common)
         _bare_write(load_settings(store_database="warmup_bare", data_dir=work / "warm_bare", **common),
                     *_delta_rows(warm.snapshot_dir, 1))  # fmt: skip
         print(f"warmed up on {args.warmup_partitions} partitions")

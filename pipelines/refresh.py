@@ -28,7 +28,6 @@ to undo a partial write, and its events would count twice once their partitions 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from pipelines.graph_build import BuildCounts, run_graph_build
 from pipelines.locks import StoreLock, holder_name, refresh_lock
 from pipelines.read import SUPPORTED_SUFFIXES
 from pipelines.seen_ids import forget_batch
-from pipelines.snapshot import compact_snapshot, delta_dir
+from pipelines.snapshot import compact_snapshot, delta_dir, file_sha256
 
 
 class LedgerError(GraphRiskError):
@@ -115,18 +114,10 @@ class RefreshReport:
         return asdict(self) | {"totals": self.totals()}
 
 
-def _fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def discover_partitions(input_root: Path) -> list[Partition]:
     """Every event file under ``input_root``, sorted by path (hourly names sort by time)."""
     files = sorted(p for p in input_root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-    return [Partition(p.relative_to(input_root).as_posix(), _fingerprint(p)) for p in files]
+    return [Partition(p.relative_to(input_root).as_posix(), file_sha256(p)) for p in files]
 
 
 def refresh(

@@ -133,12 +133,10 @@ def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"compacted_through": 0, "files": {}}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _verify_dir(cur: Path) -> list[str]:
@@ -156,7 +154,7 @@ def _verify_dir(cur: Path) -> list[str]:
     for name, digest in sorted(files.items()):
         if not (cur / name).is_file():
             problems.append(f"{name} is missing")
-        elif _sha256(cur / name) != digest:
+        elif file_sha256(cur / name) != digest:
             problems.append(f"{name} does not match its hash in the manifest")
     return problems
 
@@ -312,7 +310,7 @@ def _only_delta(base: Path | None, name: str, deltas: list[Path], schema: pa.Sch
 
 def _write_and_hash(path: Path, table: pa.Table) -> str:
     _write_table(path, table)
-    return _sha256(path)
+    return file_sha256(path)
 
 
 def load_snapshot(snapshot_dir: Path) -> tuple[dict[NodeLabel, pd.DataFrame], dict[RelType, pd.DataFrame]]:
