@@ -70,15 +70,28 @@ def prism_beam_version(binary: Path) -> str | None:
 
 
 def runner_missing(runner: str) -> str | None:
-    """Why ``runner`` cannot run here (what to build), or None when it can."""
+    """Why ``runner`` cannot run here (what to build), or None when it can.
+
+    A job server or Prism built for another Beam version than the Python SDK's is refused: they
+    speak the SDK's protocol, and a mismatch can fail late or run a pipeline differently.
+    """
     need = {
-        "FlinkRunner": (flink_job_server_jar(), "make beam-jars"),
-        "SparkRunner": (spark_job_server_jar(), "make beam-jars"),
-        "PrismRunner": (prism_location(), "make prism"),
+        "FlinkRunner": (flink_job_server_jar(), "make beam-jars", job_server_beam_version),
+        "SparkRunner": (spark_job_server_jar(), "make beam-jars", job_server_beam_version),
+        "PrismRunner": (prism_location(), "make prism", prism_beam_version),
     }.get(runner)
-    if need is None or need[0].exists():
+    if need is None:
         return None
-    return f"{runner} needs {need[0]}: run `{need[1]}`"
+    path, target, built_version = need
+    if not path.exists():
+        return f"{runner} needs {path}: run `{target}`"
+    version = built_version(path)
+    if version is not None and version != apache_beam.__version__:
+        return (
+            f"{runner} was built for Beam {version}, the Python SDK is {apache_beam.__version__}: they"
+            f" must match (pin apache-beam=={version}, the version `{target}` builds)"
+        )
+    return None
 
 
 def _given(args: list[str], option: str) -> bool:
@@ -102,8 +115,9 @@ def pipeline_options(runner: str, workers: int = 1, extra_args: list[str] | None
             "PrismRunner": ("--prism_location", prism_location()),
         }[runner]
         if not _given(args, option):
-            if not path.exists():
-                raise RunnerNotBuiltError(runner_missing(runner) or f"{runner}: {path} missing")
+            missing = runner_missing(runner)
+            if missing:
+                raise RunnerNotBuiltError(missing)
             args.append(f"{option}={path}")
         if runner != "PrismRunner" and not _given(args, "--environment_type"):
             args.append("--environment_type=LOOPBACK")

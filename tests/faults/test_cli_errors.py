@@ -49,3 +49,24 @@ def test_a_runner_that_is_not_built_is_refused_before_any_batch_starts(
     assert res.exit_code == 1
     assert "make beam-jars" in " ".join(res.stderr.split())
     assert started == []
+
+
+def test_a_job_server_of_another_beam_version_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job server speaks its own Beam version's protocol: a mismatch is refused, not run."""
+    import apache_beam
+
+    from pipelines.options import RunnerNotBuiltError, pipeline_options
+
+    jar = tmp_path / "flink" / "beam-flink-job-server.jar"
+    (jar.parent / "lib").mkdir(parents=True)
+    jar.write_bytes(b"")
+    (jar.parent / "lib" / "beam-runners-core-java-2.1.0.jar").write_bytes(b"")
+    monkeypatch.setenv("GRAPHRISK_FLINK_JOB_SERVER_JAR", str(jar))
+    with pytest.raises(
+        RunnerNotBuiltError, match=rf"built for Beam 2\.1\.0, the Python SDK is {apache_beam.__version__}"
+    ):
+        pipeline_options("FlinkRunner")
+    # Named explicitly, the user's job server is theirs to vouch for.
+    assert pipeline_options("FlinkRunner", extra_args=[f"--flink_job_server_jar={jar}"])
