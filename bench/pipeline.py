@@ -25,6 +25,9 @@ events/s for each; a runner that is not built (``make beam-jars``, ``make prism`
 and skipped:
 
     python bench/pipeline.py --events 200000 --runner DirectRunner,PrismRunner,FlinkRunner,SparkRunner
+
+``--engine neo4j`` runs either on Neo4j (the launcher of ``make neo4j``) instead of ArcadeDB;
+Neo4j community serves one database per server, so each fresh database is a server of its own.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import pyarrow.parquet as pq
 
 from graphrisk.config import Settings, load_settings
 from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, NodeLabel
-from graphrisk.local_server import LocalServer
+from graphrisk.local_server import ENGINES
 from graphrisk.store import GraphStore, node_upsert_statement, rel_upsert_statement
 from graphrisk.synthetic import generate
 from pipelines.options import runner_missing
@@ -111,13 +114,19 @@ def _bare_write(
         return rows, time.perf_counter() - started
 
 
-def _warm_up(work: Path, partitions: int, common: dict[str, Any]) -> Settings:
+def _database(server: Any, name: str, data_dir: Path, common: dict[str, Any], **extra: Any) -> Settings:
+    """Settings of a fresh database ``name`` (ArcadeDB: on ``server``; Neo4j: a sibling server)."""
+    db = server.database_server(name)
+    return load_settings(store_uri=db.uri, store_database=db.database, data_dir=data_dir, **common, **extra)
+
+
+def _warm_up(work: Path, partitions: int, server: Any, common: dict[str, Any]) -> Settings:
     """Refresh the first ``partitions`` hourly files into the ``warmup`` database; its settings.
 
     Apart from the timed steps: the server's JIT made first writes 2-3x slower, which would
     favour whichever step ran second.
     """
-    warm = load_settings(store_database="warmup", data_dir=work / "warm", **common)
+    warm = _database(server, "warmup", work / "warm", common)
     warm_input = work / "warm_input"
     for f in sorted((work / "input").rglob("*.parquet"))[:partitions]:
         dst = warm_input / f.relative_to(work / "input")
@@ -131,11 +140,10 @@ def _warm_up(work: Path, partitions: int, common: dict[str, Any]) -> Settings:
 def _runners(work: Path, runners: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Events/s of the full build on each runner, one run each, same input, fresh databases."""
     figures: dict[str, Any] = {}
-    with LocalServer(root=work / "arcadedb", password=PASSWORD) as server:
-        common = {"environment": "test", "store_uri": server.uri, "store_password": PASSWORD,
+    with ENGINES[args.engine](root=work / args.engine, password=PASSWORD) as server:
+        common = {"environment": "test", "store_password": PASSWORD, "store_engine": args.engine,
                   "beam_workers": args.workers}  # fmt: skip
-        server.create_database("warmup")
-        _warm_up(work, args.warmup_partitions, common)
+        _warm_up(work, args.warmup_partitions, server, common)
         print(f"warmed up on {args.warmup_partitions} partitions (DirectRunner)")
         for runner in runners:
             missing = runner_missing(runner)
@@ -143,9 +151,8 @@ def _runners(work: Path, runners: list[str], args: argparse.Namespace) -> dict[s
                 print(f"{runner}: skipped, {missing}")
                 figures[runner] = None
                 continue
-            db = f"run_{runner.lower()}"
-            server.create_database(db)
-            s = load_settings(store_database=db, data_dir=work / db, beam_runner=runner, **common)
+            db = f"run{runner.lower()}"  # Neo4j database names allow no underscore
+            s = _database(server, db, work / db, common, beam_runner=runner)
             with GraphStore(s) as store:
                 report = refresh(s, store, work / "input")
             counts = report.batches[0].counts
@@ -176,6 +183,9 @@ def main() -> None:
         default=None,
         help="compare Beam runners instead (repeatable or comma list): DirectRunner, PrismRunner, ...",
     )
+    parser.add_argument(
+        "--engine", choices=sorted(ENGINES), default="arcadedb", help="graph store to build into"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -202,18 +212,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         return
 
-    with LocalServer(root=work / "arcadedb", password=PASSWORD) as server:
-        for db in ("bare", "again", "warmup", "warmup_bare"):
-            server.create_database(db)
-        common = {"environment": "test", "store_uri": server.uri, "store_password": PASSWORD,
+    with ENGINES[args.engine](root=work / args.engine, password=PASSWORD) as server:
+        common = {"environment": "test", "store_password": PASSWORD, "store_engine": args.engine,
                   "beam_workers": args.workers}  # fmt: skip
         # Warm-up, apart from the timed steps: the server's JIT made first writes 2-3x slower,
         # which would favour whichever of pipeline and bare write ran second.
-        warm = _warm_up(work, args.warmup_partitions, common)
-        _bare_write(load_settings(store_database="warmup_bare", data_dir=work / "warm_bare", **common),
-                    *_delta_rows(warm.snapshot_dir, 1))  # fmt: skip
+        warm = _warm_up(work, args.warmup_partitions, server, common)
+        _bare_write(
+            _database(server, "warmupbare", work / "warm_bare", common), *_delta_rows(warm.snapshot_dir, 1)
+        )
         print(f"warmed up on {args.warmup_partitions} partitions")
-        s = load_settings(store_database="graphrisk", data_dir=work / "var", **common)
+        s = load_settings(
+            store_uri=server.uri, store_database=server.database, data_dir=work / "var", **common
+        )
         with GraphStore(s) as store:
             full = refresh(s, store, work / "input")
         fb = full.batches[0].counts
@@ -221,11 +232,11 @@ def main() -> None:
         print(f"full build: {fb['read']:,} events, {full_rows:,} rows in {full.seconds:.1f}s")
 
         nodes, edges = _delta_rows(s.snapshot_dir, full.batches[0].seq)
-        bare_settings = load_settings(store_database="bare", data_dir=work / "bare", **common)
+        bare_settings = _database(server, "bare", work / "bare", common)
         bare_rows, bare_s = _bare_write(bare_settings, nodes, edges)
         print(f"bare write: {bare_rows:,} rows in {bare_s:.1f}s")
 
-        again_settings = load_settings(store_database="again", data_dir=work / "again", **common)
+        again_settings = _database(server, "again", work / "again", common)
         with GraphStore(again_settings) as store:
             again = refresh(again_settings, store, work / "input")
         print(f"full build again: {again.seconds:.1f}s")
@@ -241,6 +252,7 @@ def main() -> None:
     pipeline_rps = full_rows / build_s
     bare_rps = bare_rows / bare_s
     figures = {
+        "engine": args.engine,
         "events_full": fb["read"],
         "rows_full": full_rows,
         "full_build_s": round(full.seconds, 1),
