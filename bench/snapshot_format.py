@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
+from graphrisk.arrow import arrow_to_pandas
 from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, NodeLabel
 from pipelines.snapshot import (
     _fold_edges,
@@ -130,10 +131,12 @@ def delta_compact(snapshot_dir: Path, lake: Path, seqs: list[int]) -> None:
     """Fold the deltas ``seqs`` into the Delta tables under ``lake``, one commit per table."""
     for name, schema, label in _tables():
         path = lake / name
-        frames = [DeltaTable(str(path)).to_pyarrow_table().to_pandas()] if path.exists() else []
+        frames = [arrow_to_pandas(DeltaTable(str(path)).to_pyarrow_table())] if path.exists() else []
         for seq in seqs:
             f = delta_dir(snapshot_dir, seq) / f"{name}.parquet"
-            frames.append(pq.read_table(f).to_pandas() if f.exists() else schema.empty_table().to_pandas())
+            frames.append(
+                arrow_to_pandas(pq.read_table(f)) if f.exists() else arrow_to_pandas(schema.empty_table())
+            )
         df = _fold_nodes(frames, label) if label is not None else _fold_edges(frames)
         table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
         props = CommitProperties(custom_metadata={"compacted_through": str(max(seqs))})
@@ -142,7 +145,9 @@ def delta_compact(snapshot_dir: Path, lake: Path, seqs: list[int]) -> None:
 
 def delta_load(lake: Path) -> dict[str, pd.DataFrame]:
     """Every table's latest version."""
-    return {name: DeltaTable(str(lake / name)).to_pyarrow_table().to_pandas() for name, _, _ in _tables()}
+    return {
+        name: arrow_to_pandas(DeltaTable(str(lake / name)).to_pyarrow_table()) for name, _, _ in _tables()
+    }
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -30,6 +30,7 @@ from gnn.data.entity_graph import entity_graph_from_tables
 from gnn.models.base import FeatureOptions, tabular_features
 from gnn.online import APPLICANT_IDENTIFIERS, applicant_row, with_recent
 from gnn.online_features import StarFeatures, reference_row, star_dataset
+from graphrisk.arrow import arrow_to_pandas
 from graphrisk.graph_schema import EDGE_TYPES
 from pipelines.event_log import EdgeTables, GraphTimeline, NodeTables
 
@@ -71,7 +72,9 @@ def applicants(clean: pa.Table) -> pd.DataFrame:
     rows = clean.filter(pc.equal(clean.column("event_type"), "onboarding"))
     cols = ["event_id", "user_id", "time", *APPLICANT_IDENTIFIERS.values()]
     return (
-        rows.select(cols).to_pandas().sort_values(["time", "event_id"], kind="stable").reset_index(drop=True)
+        arrow_to_pandas(rows.select(cols))
+        .sort_values(["time", "event_id"], kind="stable")
+        .reset_index(drop=True)
     )
 
 

@@ -32,6 +32,7 @@ from gnn.models.base import FeatureOptions
 from gnn.rings.candidates import Candidates, find_candidates
 from gnn.rings.features import cluster_features
 from gnn.rings.model import RingModel, best_ring_match, cluster_labels, train_ring_model
+from graphrisk.arrow import arrow_to_pandas
 from pipelines.event_log import EventLog, FactLog, GraphTimeline
 
 HOUR_MS = 3_600_000
@@ -417,7 +418,7 @@ def ring_milestones(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
 def _ring_events(log: EventLog, labels: pd.DataFrame) -> pd.DataFrame:
     """Events with the planted ring of their user (``ring``) and of their counterparty (``cp_ring``)."""
     ring_of = labels.dropna(subset=["ring_id"]).set_index("user_id")["ring_id"]
-    clean = log.clean.select(["event_type", "user_id", "time", "counterparty_id", "amount"]).to_pandas()
+    clean = arrow_to_pandas(log.clean.select(["event_type", "user_id", "time", "counterparty_id", "amount"]))
     clean["ring"] = clean["user_id"].map(ring_of)
     clean["cp_ring"] = clean["counterparty_id"].map(ring_of)
     return clean

@@ -196,7 +196,11 @@ def convert_amlsim_cmd(
 @app.command("refresh")
 def refresh_cmd(
     input_root: Annotated[
-        Path, typer.Option("--input", exists=True, file_okay=False, help="Event partitions.")
+        str,
+        typer.Option(
+            "--input",
+            help="Event partitions: a folder, or a URI Beam's FileSystems read (gs://, s3://, hdfs://).",
+        ),
     ],
     beam_arg: Annotated[
         list[str] | None, typer.Option(help="Extra Beam pipeline option (repeatable).")
@@ -254,6 +258,9 @@ def refresh_cmd(
 
     if abandon_batch is not None and not (reason or "").strip():
         _print_error("--abandon-batch needs --reason, recorded in the ledger")
+        raise typer.Exit(2)
+    if "://" not in input_root and not Path(input_root).is_dir():
+        _print_error(f"--input {input_root}: no such folder")
         raise typer.Exit(2)
     s = _settings()
     if runner is not None:

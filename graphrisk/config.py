@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     # Beam.
     beam_runner: str = "DirectRunner"
     beam_workers: int = Field(1, ge=1, le=64)
+    # Workers on a cluster do not share this disk: they write a batch's snapshot delta and dead
+    # letters under this URI (any scheme Beam's FileSystems writes: gs://, s3://, hdfs://), and the
+    # refresh copies them into data_dir. Unset: workers write into data_dir directly.
+    staging_uri: str | None = None
+    # Where Beam workers read each secret (pseudonymisation_key, store_password): "env:NAME" or
+    # "file:PATH". Secrets are never pickled into the pipeline (graphrisk.secrets). Unset:
+    # in-process workers read the launcher's memory, others GRAPHRISK_<NAME> from their environment.
+    secret_sources: dict[Literal["pseudonymisation_key", "store_password"], str] = Field(default_factory=dict)
 
     @field_validator("fx_rates")
     @classmethod

@@ -24,6 +24,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from graphrisk.arrow import arrow_to_pandas
+
 Fmt = Literal["parquet", "jsonl", "csv"]
 FORMATS: tuple[Fmt, ...] = ("parquet", "jsonl", "csv")
 HOUR_MS = 3_600_000
@@ -163,5 +165,5 @@ def read_partitioned(out_dir: Path) -> pd.DataFrame:
     """Every event under ``out_dir`` as one DataFrame (for tests and small data sets)."""
     files = partition_files(out_dir)
     if not files:
-        return conform(pa.table({})).to_pandas()
-    return pa.concat_tables([read_event_file(p) for p in files]).to_pandas()
+        return arrow_to_pandas(conform(pa.table({})))
+    return arrow_to_pandas(pa.concat_tables([read_event_file(p) for p in files]))

@@ -8,24 +8,21 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipelines import uris
 from pipelines.records import DeadLetter
 
 NAMESPACE = "graphrisk"
 
 
 class _WriteFileFn(beam.DoFn):
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, location: str) -> None:
+        self._location = location
         self._rejected = Metrics.counter(NAMESPACE, "rejected")
 
     def process(self, element: tuple[None, Iterable[DeadLetter]]) -> Iterable[int]:
         letters = sorted(element[1], key=lambda d: (d.source, d.line, d.stage))
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        with tmp.open("w") as fh:
-            for d in letters:
-                fh.write(d.to_json() + "\n")
-        tmp.replace(self._path)
+        # Through FileSystems: on a cluster the location is a gs://, s3:// or hdfs:// URI.
+        uris.write_atomically(self._location, "".join(d.to_json() + "\n" for d in letters).encode())
         self._rejected.inc(len(letters))
         yield len(letters)
 
@@ -33,9 +30,9 @@ class _WriteFileFn(beam.DoFn):
 class WriteDeadLetters(beam.PTransform):
     """Writes all dead letters of a batch to one JSONL file (re-runs replace it), sorted by origin."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, location: str | Path) -> None:
         super().__init__()
-        self.path = path
+        self.location = uris.as_uri(location)
 
     def expand(self, letters: beam.PCollection) -> beam.PCollection:
         # A keyed singleton group makes exactly one writer see every letter, even when empty.
@@ -43,5 +40,5 @@ class WriteDeadLetters(beam.PTransform):
             letters
             | "OneKey" >> beam.Map(lambda d: (None, d))
             | "Gather" >> beam.GroupByKey()
-            | "WriteJsonl" >> beam.ParDo(_WriteFileFn(self.path))
+            | "WriteJsonl" >> beam.ParDo(_WriteFileFn(self.location))
         )

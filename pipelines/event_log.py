@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graphrisk.arrow import arrow_to_pandas
 from graphrisk.clean_event import RepeatedIdentifiers
 from graphrisk.config import Settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
@@ -202,10 +203,10 @@ class GraphTimeline:
     def tables(self) -> tuple[NodeTables, EdgeTables]:
         """The graph as of :attr:`as_of`, as pandas tables in the snapshot's columns."""
         nodes = {
-            label: t.drop_columns(["props_time"]).cast(node_schema(label)).to_pandas()
+            label: arrow_to_pandas(t.drop_columns(["props_time"]).cast(node_schema(label)))
             for label, t in self._nodes.items()
         }
-        edges = {rel: t.cast(edge_schema()).to_pandas() for rel, t in self._edges.items()}
+        edges = {rel: arrow_to_pandas(t.cast(edge_schema())) for rel, t in self._edges.items()}
         return nodes, edges
 
 

@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
 from graphrisk.config import Settings
+from pipelines import uris
 from pipelines.aggregate import AggregateEdges, AggregateNodes
 from pipelines.dead_letters import WriteDeadLetters
 from pipelines.dedupe import DedupeEvents
@@ -24,7 +25,8 @@ from pipelines.parse import FutureEventLimit, ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import ReadEvents
 from pipelines.seen_ids import ReplayGuard, prepare_guard
-from pipelines.snapshot import WriteSnapshotDelta
+from pipelines.snapshot import WriteSnapshotDelta, delta_dir
+from pipelines.worker_secrets import WorkerSecrets, worker_settings
 from pipelines.write_store import WriteGraphToStore
 
 
@@ -78,15 +80,17 @@ class BuildEntityGraph(beam.PTransform):
     def __init__(
         self,
         settings: Settings,
+        secrets: WorkerSecrets,
         batch_seq: int,
-        dead_letter_path: Path,
+        outputs: BatchOutputs,
         ingested_at_ms: int,
         replay_guard: ReplayGuard | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.secrets = secrets
         self.batch_seq = batch_seq
-        self.dead_letter_path = dead_letter_path
+        self.outputs = outputs
         self.future = FutureEventLimit(ingested_at_ms, settings.future_event_tolerance_s)
         self.replay_guard = replay_guard
 
@@ -94,18 +98,20 @@ class BuildEntityGraph(beam.PTransform):
         s = self.settings
         parsed = records | "Parse" >> ParseEvents(self.future)
         clean = parsed.events | "Pseudonymise" >> PseudonymiseEvents(
-            s.pseudonymisation_key.get_secret_value().encode(), s.fx_rates, s.default_phone_region
+            self.secrets.pseudonymisation_key, s.fx_rates, s.default_phone_region
         )
         unique = clean.events | "Dedupe" >> DedupeEvents(guard=self.replay_guard)
         facts = unique.events | "Extract" >> ExtractGraph()
         nodes = facts[NODES] | "AggregateNodes" >> AggregateNodes()
         edges = facts[EDGES] | "AggregateEdges" >> AggregateEdges()
-        written = (nodes, edges) | "WriteStore" >> WriteGraphToStore(s, self.batch_seq)
-        snapshot = (nodes, edges) | "WriteSnapshot" >> WriteSnapshotDelta(s.snapshot_dir, self.batch_seq)
+        written = (nodes, edges) | "WriteStore" >> WriteGraphToStore(
+            s, self.secrets.store_password, self.batch_seq
+        )
+        snapshot = (nodes, edges) | "WriteSnapshot" >> WriteSnapshotDelta(self.outputs.delta)
         dead = (
             (parsed.dead, clean.dead, unique.dead)
             | "AllDeadLetters" >> beam.Flatten()
-            | "WriteDeadLetters" >> WriteDeadLetters(self.dead_letter_path)
+            | "WriteDeadLetters" >> WriteDeadLetters(self.outputs.dead_letters)
         )
         return {"written": written, "snapshot": snapshot, "dead": dead}
 
@@ -115,9 +121,37 @@ def dead_letter_path(settings: Settings, batch_seq: int) -> Path:
     return settings.dead_letter_dir / f"batch-{batch_seq:06d}.jsonl"
 
 
+@dataclass(frozen=True)
+class BatchOutputs:
+    """Where a batch's workers write its snapshot delta (a folder) and dead letters (a file): URIs."""
+
+    delta: str
+    dead_letters: str
+    staged: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, batch_seq: int) -> BatchOutputs:
+        """In data_dir, or under ``settings.staging_uri`` when the workers do not share its disk."""
+        if settings.staging_uri is None:
+            return cls(
+                uris.as_uri(delta_dir(settings.snapshot_dir, batch_seq)),
+                uris.as_uri(dead_letter_path(settings, batch_seq)),
+            )
+        root = uris.join(settings.staging_uri, f"batch-{batch_seq:06d}")
+        return cls(uris.join(root, "delta"), uris.join(root, "dead-letters.jsonl"), staged=True)
+
+    def fetch(self, settings: Settings, batch_seq: int) -> None:
+        """Copy staged outputs into data_dir, where compaction and the report read them."""
+        if not self.staged:
+            return
+        uris.copy_tree(self.delta, delta_dir(settings.snapshot_dir, batch_seq))
+        with uris.open_read(self.dead_letters) as fh:
+            uris.write_atomically(dead_letter_path(settings, batch_seq), fh.read())
+
+
 def run_graph_build(
     settings: Settings,
-    input_root: Path,
+    input_root: str | Path,
     relpaths: list[str],
     batch_seq: int,
     beam_args: list[str] | None = None,
@@ -135,15 +169,18 @@ def run_graph_build(
     """
     dl_path = dead_letter_path(settings, batch_seq)
     dl_path.unlink(missing_ok=True)
+    outputs = BatchOutputs.of(settings, batch_seq)
     # Only batches before this one count as seen; this batch's own record is rewritten.
     guard = prepare_guard(settings.seen_ids_dir, batch_seq, settings.replay_horizon_days)
     opts = pipeline_options(settings.beam_runner, settings.beam_workers, beam_args)
+    worker_view, secrets = worker_settings(settings, opts)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=opts)
     records = pipeline | "Read" >> ReadEvents(input_root, relpaths)
-    _ = records | "Build" >> BuildEntityGraph(settings, batch_seq, dl_path, ingested_at_ms, guard)
+    _ = records | "Build" >> BuildEntityGraph(worker_view, secrets, batch_seq, outputs, ingested_at_ms, guard)
     result = pipeline.run()
     result.wait_until_finish()
+    outputs.fetch(settings, batch_seq)
     counts = _counts_from_metrics(result)
     counts.seconds = round(time.perf_counter() - started, 3)
     counts.rejected_by_stage = _rejected_by_stage(dl_path)

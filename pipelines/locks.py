@@ -68,7 +68,8 @@ def _dead_here(host: str | None, pid: int | None) -> bool:
     return False
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds (the ledger's time unit)."""
     return int(time.time() * 1000)
 
 
@@ -108,7 +109,7 @@ class FileLock:
                 time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"holder": holder_name(), "acquired_at": _iso(_now_ms())}))
+        fh.write(json.dumps({"holder": holder_name(), "acquired_at": _iso(now_ms())}))
         fh.flush()
         self._fh = fh
 
@@ -161,7 +162,7 @@ class StoreLock:
         deadline = time.monotonic() + wait_s
         dead_token = ""
         while True:
-            now = _now_ms()
+            now = now_ms()
             row = self.store.write(
                 "ledger/acquire_refresh_lock", token=self.token, holder=self.holder, pid=os.getpid(),
                 host=socket.gethostname(), now=now, stale_before=now - int(self.stale_s * 1000),
@@ -187,8 +188,11 @@ class StoreLock:
                 if row["prev_token"] == dead_token
                 else f"no heartbeat for {self.stale_s:g} s"
             )
-            self.taken_over = {k.removeprefix("prev_"): v for k, v in row.items() if k.startswith("prev_")}
-            self.taken_over = {k: v for k, v in self.taken_over.items() if k != "token"} | {"why": why}
+            self.taken_over = {
+                k.removeprefix("prev_"): v
+                for k, v in row.items()
+                if k.startswith("prev_") and k != "prev_token"
+            } | {"why": why}
             self.warn(
                 f"WARNING: took over the refresh lock of {row['prev_holder']} (acquired"
                 f" {_iso(row['prev_acquired_at'])}, last heartbeat {_iso(row['prev_heartbeat_at'])}):"
@@ -201,7 +205,7 @@ class StoreLock:
         interval = min(60.0, self.stale_s / 5)
         while not self._stop.wait(interval):
             try:
-                if not self.store.write("ledger/heartbeat_refresh_lock", token=self.token, now=_now_ms()):
+                if not self.store.write("ledger/heartbeat_refresh_lock", token=self.token, now=now_ms()):
                     self._lost.set()
                     return
             except GraphRiskError as exc:  # a store outage: keep trying, the run fails on its own
@@ -227,7 +231,7 @@ class StoreLock:
             self._thread.join()
             self._thread = None
             try:
-                self.store.write("ledger/release_refresh_lock", token=self.token, now=_now_ms())
+                self.store.write("ledger/release_refresh_lock", token=self.token, now=now_ms())
             except GraphRiskError as exc:  # the store is down: the lock goes stale and is taken over
                 self.warn(f"could not release the refresh lock in the store: {exc}")
 

@@ -16,6 +16,7 @@ from apache_beam import pvalue
 
 from graphrisk.clean_event import RepeatedIdentifiers, clean_event
 from graphrisk.pseudonymise import Pseudonymiser
+from graphrisk.secrets import SecretRef
 from pipelines.clean_batch import clean_batch
 from pipelines.parse import EventBatch
 from pipelines.records import STAGE_PSEUDONYMISE, DeadLetter
@@ -40,14 +41,15 @@ def pseudonymise_batch(
 
 
 class _PseudonymiseFn(beam.DoFn):
-    def __init__(self, key: bytes, fx_rates: dict[str, float], default_phone_region: str | None) -> None:
+    def __init__(self, key: SecretRef, fx_rates: dict[str, float], default_phone_region: str | None) -> None:
+        # A reference, not the key: the DoFn is pickled into the pipeline the runner keeps.
         self._key = key
         self._fx = fx_rates
         self._region = default_phone_region
         self._ids: RepeatedIdentifiers | None = None
 
     def setup(self) -> None:
-        self._ids = RepeatedIdentifiers(Pseudonymiser(self._key))
+        self._ids = RepeatedIdentifiers(Pseudonymiser(self._key.resolve().encode()))
 
     def process(self, batch: EventBatch) -> Iterator[Any]:
         assert self._ids is not None
@@ -60,10 +62,13 @@ class _PseudonymiseFn(beam.DoFn):
 
 
 class PseudonymiseEvents(beam.PTransform):
-    """:class:`EventBatch` → clean event tables (``CLEAN_SCHEMA``); unnormalisable records → ``dead``."""
+    """:class:`EventBatch` → clean event tables (``CLEAN_SCHEMA``); unnormalisable records → ``dead``.
+
+    ``key`` says where each worker reads the pseudonymisation key (:mod:`graphrisk.secrets`).
+    """
 
     def __init__(
-        self, key: bytes, fx_rates: dict[str, float], default_phone_region: str | None = None
+        self, key: SecretRef, fx_rates: dict[str, float], default_phone_region: str | None = None
     ) -> None:
         super().__init__()
         self._fn = _PseudonymiseFn(key, fx_rates, default_phone_region)

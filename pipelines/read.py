@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graphrisk.errors import UnsupportedInputError
+from pipelines import uris
 from pipelines.records import RawChunk, RawRecord, StageError, truncate
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
@@ -27,7 +28,7 @@ UNFLATTENABLE = "__unflattenable__"
 MAX_DEPTH = 32
 
 
-def read_records(root: Path, relpath: str) -> Iterator[RawRecord]:
+def read_records(root: str | Path, relpath: str) -> Iterator[RawRecord]:
     """Every record of one file, numbered; unreadable lines become records with an error.
 
     A file unreadable from some line on ends with one record with an error (field ``file``).
@@ -48,7 +49,7 @@ def read_records(root: Path, relpath: str) -> Iterator[RawRecord]:
             yield RawRecord(chunk.source, line, None, reason, field="file")
 
 
-def read_chunks(root: Path, relpath: str) -> Iterator[RawChunk]:
+def read_chunks(root: str | Path, relpath: str) -> Iterator[RawChunk]:
     """One file as chunks of at most :data:`CHUNK_ROWS` records.
 
     A file that cannot be read on (a truncated Parquet file, a CSV field over the csv module's
@@ -58,8 +59,8 @@ def read_chunks(root: Path, relpath: str) -> Iterator[RawChunk]:
     Raises:
         UnsupportedInputError: the file's suffix is none of :data:`SUPPORTED_SUFFIXES`.
     """
-    path = root / relpath
-    suffix = path.suffix.lower()
+    path = uris.join(root, relpath)  # a local path or a URI: workers read through FileSystems
+    suffix = uris.suffix(path)
     if suffix in (".jsonl", ".json", ".ndjson"):
         records: Iterator[RawRecord | _Broken] = _read_jsonl(path, relpath)
     elif suffix == ".csv":
@@ -174,8 +175,8 @@ def _depth(obj: Any) -> int:
     return deepest
 
 
-def _read_jsonl(path: Path, source: str) -> Iterator[RawRecord | _Broken]:
-    with path.open("rb") as fh:
+def _read_jsonl(path: str, source: str) -> Iterator[RawRecord | _Broken]:
+    with uris.open_read(path) as fh:
         for n, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -200,14 +201,14 @@ def _read_jsonl(path: Path, source: str) -> Iterator[RawRecord | _Broken]:
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _read_csv(path: Path, source: str) -> Iterator[RawRecord | _Broken]:
+def _read_csv(path: str, source: str) -> Iterator[RawRecord | _Broken]:
     """Rows as dicts of text, like ``csv.DictReader``, with the raw text of each row at hand.
 
     Every value stays a string: a document "00123" must not become the integer 123. Bytes that
     are not UTF-8 are kept as surrogates, so one bad row is a dead letter naming its field, not a
     decode error that ends the file.
     """
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+    with uris.open_text(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         consumed: list[str] = []
 
         def lines() -> Iterator[str]:
@@ -243,23 +244,24 @@ def _read_csv(path: Path, source: str) -> Iterator[RawRecord | _Broken]:
             yield _Broken(reader.line_num, f"csv: {exc}")
 
 
-def _read_parquet(path: Path, source: str) -> Iterator[RawChunk]:
+def _read_parquet(path: str, source: str) -> Iterator[RawChunk]:
     n = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-            table = pa.Table.from_batches([batch])
-            lines = list(range(n + 1, n + len(table) + 1))
-            n += len(table)
-            if any(pa.types.is_struct(f.type) for f in table.schema):
-                # Nested columns: dead letters keep the records as read, validation sees them flat.
-                yield RawChunk(source, lines, table.flatten(), table.to_pylist())
-            else:
-                yield RawChunk(source, lines, table)
+        with uris.open_read(path) as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=CHUNK_ROWS):
+                table = pa.Table.from_batches([batch])
+                lines = list(range(n + 1, n + len(table) + 1))
+                n += len(table)
+                if any(pa.types.is_struct(f.type) for f in table.schema):
+                    # Nested columns: dead letters keep the records as read, validation sees them flat.
+                    yield RawChunk(source, lines, table.flatten(), table.to_pylist())
+                else:
+                    yield RawChunk(source, lines, table)
     except UNREADABLE as exc:  # not Parquet, truncated, a corrupt page
         yield RawChunk(source, [], None, broken=_broken(source, n + 1, f"Parquet: {_describe(exc)}"))
 
 
-def _read_file(root: Path, relpath: str) -> Iterator[RawChunk]:
+def _read_file(root: str, relpath: str) -> Iterator[RawChunk]:
     """:func:`read_chunks`; an unexpected error (a bug: bad input is dead-lettered) names the file."""
     try:
         yield from read_chunks(root, relpath)
@@ -276,9 +278,9 @@ class ReadEvents(beam.PTransform):
     list is reshuffled before reading to spread it over workers.
     """
 
-    def __init__(self, root: Path, relpaths: list[str]) -> None:
+    def __init__(self, root: str | Path, relpaths: list[str]) -> None:
         super().__init__()
-        self.root = root
+        self.root = uris.as_uri(root)
         self.relpaths = relpaths
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:

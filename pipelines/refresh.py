@@ -38,11 +38,12 @@ from typing import Any
 from graphrisk.config import Settings
 from graphrisk.errors import GraphRiskError
 from graphrisk.store import GraphStore
+from pipelines import uris
 from pipelines.graph_build import BuildCounts, run_graph_build
-from pipelines.locks import StoreLock, holder_name, refresh_lock
+from pipelines.locks import StoreLock, holder_name, now_ms, refresh_lock
 from pipelines.read import SUPPORTED_SUFFIXES
 from pipelines.seen_ids import forget_batch
-from pipelines.snapshot import compact_snapshot, delta_dir, file_sha256
+from pipelines.snapshot import compact_snapshot, delta_dir
 
 
 class LedgerError(GraphRiskError):
@@ -52,7 +53,7 @@ class LedgerError(GraphRiskError):
 class ChangedPartitionsError(LedgerError):
     """An unfinished batch's input files changed or vanished since the batch started."""
 
-    def __init__(self, seq: int, changed: list[str], missing: list[str], input_root: Path) -> None:
+    def __init__(self, seq: int, changed: list[str], missing: list[str], input_root: str | Path) -> None:
         files = [f"{p} (content changed)" for p in changed] + [f"{p} (gone)" for p in missing]
         super().__init__(
             f"cannot resume interrupted batch {seq}: {len(files)} of its input files under {input_root}"
@@ -114,16 +115,19 @@ class RefreshReport:
         return asdict(self) | {"totals": self.totals()}
 
 
-def discover_partitions(input_root: Path) -> list[Partition]:
-    """Every event file under ``input_root``, sorted by path (hourly names sort by time)."""
-    files = sorted(p for p in input_root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-    return [Partition(p.relative_to(input_root).as_posix(), file_sha256(p)) for p in files]
+def discover_partitions(input_root: str | Path) -> list[Partition]:
+    """Every event file under ``input_root`` (a folder or a URI), sorted by path (hourly names sort by time).
+
+    Raises:
+        InputLocationError: the root cannot be listed.
+    """
+    return [Partition(f.relpath, uris.sha256(f.uri)) for f in uris.list_files(input_root, SUPPORTED_SUFFIXES)]
 
 
 def refresh(
     settings: Settings,
     store: GraphStore,
-    input_root: Path,
+    input_root: str | Path,
     beam_args: list[str] | None = None,
     on_batch: Callable[[int, int, bool], None] | None = None,
     *,
@@ -150,7 +154,7 @@ def refresh(
 def _refresh_locked(
     settings: Settings,
     store: GraphStore,
-    input_root: Path,
+    input_root: str | Path,
     beam_args: list[str] | None,
     on_batch: Callable[[int, int, bool], None] | None,
     accept_changed: bool,
@@ -167,7 +171,7 @@ def _refresh_locked(
         changed = report.changed_after_processing
         store.write(
             "ledger/accept_changed_partitions", paths=changed,
-            fingerprints=[found[p].fingerprint for p in changed], by=holder_name(), now=_now_ms(),
+            fingerprints=[found[p].fingerprint for p in changed], by=holder_name(), now=now_ms(),
         )  # fmt: skip
         report.accepted_changes = changed
 
@@ -184,7 +188,7 @@ def _refresh_locked(
     report.skipped_partitions = len(found) - len(new) - len(in_flight & found.keys())
     if new:
         seq = max([int(store.read("ledger/last_batch_seq")[0]["seq"])] + [s for s, *_ in plan]) + 1
-        ingested_at = _now_ms()
+        ingested_at = now_ms()
         lock.check()
         store.write(
             "ledger/start_batch",
@@ -205,7 +209,7 @@ def _refresh_locked(
         store.write(
             "ledger/finish_batch",
             seq=seq,
-            now=_now_ms(),
+            now=now_ms(),
             read=counts.read,
             accepted=counts.accepted,
             rejected=counts.rejected,
@@ -222,7 +226,7 @@ def _refresh_locked(
     return report
 
 
-def _check_unchanged(row: dict[str, Any], found: dict[str, Partition], input_root: Path) -> None:
+def _check_unchanged(row: dict[str, Any], found: dict[str, Partition], input_root: str | Path) -> None:
     """Stop a resume whose files are not the ones its batch started with.
 
     Raises:
@@ -284,7 +288,7 @@ def abandon_batch(
                 " Resume it instead (fix or restore its files and run `graphrisk refresh`), or pass"
                 " --force-abandon to abandon it anyway and accept the double count"
             )
-        by, now = holder_name(), _now_ms()
+        by, now = holder_name(), now_ms()
         store.write("ledger/abandon_batch", seq=seq, now=now, by=by, reason=reason,
                     partial_nodes=nodes, partial_rels=rels)  # fmt: skip
         # Its recorded event ids go too: else its events would count as replays when retaken.
@@ -302,10 +306,6 @@ def abandon_batch(
             "forced": bool(nodes or rels), "delta_moved_to": moved, "seen_id_files_forgotten": forgotten,
             "next": "its partitions are not processed: the next refresh takes them again as a new batch",
         }  # fmt: skip
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _started_at(row: dict[str, Any]) -> int:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from graphrisk.arrow import arrow_to_pandas
 from pipelines.records import STAGE_DEDUPE, DeadLetter
 
 DAY_MS = 86_400_000
@@ -133,7 +134,7 @@ def content_hash(clean: pa.Table) -> np.ndarray:
     pandas' row hash: vectorised, and the same in every process (a fixed key).
     """
     content = clean.drop_columns([c for c in _ORIGIN if c in clean.column_names])
-    return pd.util.hash_pandas_object(content.to_pandas(), index=False).to_numpy(dtype=np.uint64)
+    return pd.util.hash_pandas_object(arrow_to_pandas(content), index=False).to_numpy(dtype=np.uint64)
 
 
 def _seen(guard: ReplayGuard, day: int, bucket: int, buckets: int) -> tuple[pa.Table, np.ndarray]:

@@ -24,8 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graphrisk.arrow import arrow_to_pandas
 from graphrisk.errors import GraphRiskError
 from graphrisk.graph_schema import EDGE_TYPES, NODE_PROPERTIES, PAYMENT_RELS, NodeLabel, RelType
+from pipelines import uris
 from pipelines.locks import FileLock
 
 log = logging.getLogger(__name__)
@@ -78,24 +80,30 @@ def _write_table(path: Path, table: pa.Table) -> None:
 
 
 class _WriteTableFn(beam.DoFn):
-    def __init__(self, out_dir: Path, kind: str) -> None:
+    def __init__(self, out_dir: str, kind: str) -> None:
         self._out = out_dir
         self._kind = kind
 
     def process(self, element: tuple[str, pa.Table]) -> Iterable[str]:
         key, table = element  # sorted by key already, in the snapshot's columns
         schema = node_schema(NodeLabel(key)) if self._kind == "nodes" else edge_schema()
-        path = self._out / self._kind / f"{key}.parquet"
-        _write_table(path, table.select(schema.names).cast(schema))
-        yield str(path)
+        location = uris.join(self._out, f"{self._kind}/{key}.parquet")
+        buf = pa.BufferOutputStream()
+        pq.write_table(table.select(schema.names).cast(schema), buf)
+        # Through FileSystems: on a cluster the delta is staged on gs://, s3:// or hdfs://.
+        uris.write_atomically(location, buf.getvalue().to_pybytes())
+        yield location
 
 
 class WriteSnapshotDelta(beam.PTransform):
-    """Writes one batch's ``(label, table)`` node tables and ``(rel, table)`` relationship tables as Parquet."""
+    """Writes one batch's ``(label, table)`` node tables and ``(rel, table)`` relationship tables as Parquet.
 
-    def __init__(self, snapshot_dir: Path, batch_seq: int) -> None:
+    ``out`` is the batch's delta folder (:func:`delta_dir`) or, on a cluster, its staging URI.
+    """
+
+    def __init__(self, out: str | Path) -> None:
         super().__init__()
-        self.out = delta_dir(snapshot_dir, batch_seq)
+        self.out = uris.as_uri(out)
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         nodes, edges = pcolls
@@ -106,8 +114,8 @@ class WriteSnapshotDelta(beam.PTransform):
 
 def _read(path: Path, schema: pa.Schema) -> pd.DataFrame:
     if path.exists():
-        return pq.read_table(path).to_pandas()
-    return schema.empty_table().to_pandas()
+        return arrow_to_pandas(pq.read_table(path))
+    return arrow_to_pandas(schema.empty_table())
 
 
 def _fold_nodes(frames: list[pd.DataFrame], label: NodeLabel) -> pd.DataFrame:

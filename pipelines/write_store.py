@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 from graphrisk.config import Settings
 from graphrisk.graph_schema import NODE_PROPERTIES, NodeLabel, RelType
+from graphrisk.secrets import SecretRef
 from graphrisk.store import GraphStore, node_upsert_statement, rel_upsert_statement
 
 NAMESPACE = "graphrisk"
@@ -32,12 +33,16 @@ class _UpsertTableFn(beam.DoFn):
     def __init__(
         self,
         settings: Settings,
+        password: SecretRef,
         batch_seq: int,
         statement_for: Callable[[str], str],
         rows_of: Callable[[str, pa.Table], list[dict[str, Any]]],
         kind: str,
     ) -> None:
+        # Settings without their secrets, and where to read the store password: the DoFn is
+        # pickled into the pipeline the runner keeps.
         self._settings = settings
+        self._password = password
         self._batch_seq = batch_seq
         self._statement_for = statement_for
         self._rows_of = rows_of
@@ -48,7 +53,9 @@ class _UpsertTableFn(beam.DoFn):
         self._store: GraphStore | None = None
 
     def setup(self) -> None:
-        self._store = GraphStore(self._settings)
+        self._store = GraphStore(
+            self._settings.model_copy(update={"store_password": self._password.resolve_secret()})
+        )
 
     def process(self, element: tuple[str, pa.Table], nodes_done: int = 0) -> Iterator[tuple[str, int]]:
         assert self._store is not None
@@ -101,19 +108,20 @@ class WriteGraphToStore(beam.PTransform):
     finish the former first.
     """
 
-    def __init__(self, settings: Settings, batch_seq: int) -> None:
+    def __init__(self, settings: Settings, password: SecretRef, batch_seq: int) -> None:
         super().__init__()
         self.settings = settings
+        self.password = password
         self.batch_seq = batch_seq
 
     def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         nodes, edges = pcolls
         written_nodes = nodes | "UpsertNodes" >> beam.ParDo(
-            _UpsertTableFn(self.settings, self.batch_seq, _node_statement, node_rows, "node")
+            _UpsertTableFn(self.settings, self.password, self.batch_seq, _node_statement, node_rows, "node")
         )
         barrier = written_nodes | "NodesDone" >> beam.combiners.Count.Globally()
         written_edges = edges | "UpsertRels" >> beam.ParDo(
-            _UpsertTableFn(self.settings, self.batch_seq, _rel_statement, rel_rows, "rel"),
+            _UpsertTableFn(self.settings, self.password, self.batch_seq, _rel_statement, rel_rows, "rel"),
             beam.pvalue.AsSingleton(barrier),
         )
         return (written_nodes, written_edges) | "AllWrites" >> beam.Flatten()

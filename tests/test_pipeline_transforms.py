@@ -23,6 +23,7 @@ from graphrisk.errors import NormalisationError
 from graphrisk.events import FieldError, parse_event
 from graphrisk.graph_schema import NodeLabel
 from graphrisk.pseudonymise import Pseudonymiser
+from graphrisk.secrets import secret_ref
 from pipelines.aggregate import (
     AggregateEdges,
     AggregateNodes,
@@ -46,6 +47,8 @@ from pipelines.validate import event_columns, surely_valid, typed_view
 from tests.factories import START_MS
 
 KEY = b"test-key-0123456789abcdef"
+# The DoFn holds a reference; the TestPipeline runs in this process, which holds the key.
+KEY_REF = secret_ref("pseudonymisation_key", KEY.decode(), None, in_process=True)
 _Y2099_MS = 4_070_908_800_000  # 2099-01-01T00:00:00Z
 FX = load_settings().fx_rates
 
@@ -91,7 +94,7 @@ def test_dedupe_counts_replays_once_and_rejects_conflicts() -> None:
     ]
     with TestPipeline(runner="DirectRunner") as p:
         parsed = p | beam.Create(RawChunk.of(records)) | ParseEvents()
-        clean = parsed.events | PseudonymiseEvents(KEY, FX)
+        clean = parsed.events | PseudonymiseEvents(KEY_REF, FX)
         unique = clean.events | DedupeEvents()
         assert_that(
             unique.events | beam.FlatMap(lambda t: [(r["event_id"], r["amount"]) for r in t.to_pylist()]),
@@ -114,7 +117,7 @@ def test_extract_and_aggregate_sum_per_entity() -> None:
     ]
     with TestPipeline(runner="DirectRunner") as p:
         parsed = p | beam.Create(RawChunk.of(records)) | ParseEvents()
-        clean = parsed.events | PseudonymiseEvents(KEY, FX)
+        clean = parsed.events | PseudonymiseEvents(KEY_REF, FX)
         facts = clean.events | ExtractGraph()
         # One sorted table per label / type; flattened back to (name, row) to compare.
         nodes = (

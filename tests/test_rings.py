@@ -23,6 +23,7 @@ from gnn.rings.features import identifier_usage, transfer_cycles
 from gnn.rings.identity import assign_ids
 from gnn.rings.run import find_rings
 from gnn.rings.transfers import member_scores, pattern_clusters, undirected_adjacency, weighted_triangles
+from graphrisk.arrow import arrow_to_pandas
 from graphrisk.config import Settings, load_settings
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.store import GraphStore
@@ -37,7 +38,7 @@ torch.set_num_threads(1)
 def _tables(
     user_ids: list[str], links: dict[RelType, list[tuple[str, str]]]
 ) -> tuple[dict[NodeLabel, pd.DataFrame], dict[RelType, pd.DataFrame]]:
-    nodes = {lab: node_schema(lab).empty_table().to_pandas() for lab in NodeLabel}
+    nodes = {lab: arrow_to_pandas(node_schema(lab).empty_table()) for lab in NodeLabel}
     nodes[NodeLabel.USER] = pd.DataFrame(
         {
             "id": user_ids,
@@ -48,7 +49,7 @@ def _tables(
             "country": "GB",
         }
     )
-    edges = {rel: edge_schema().empty_table().to_pandas() for rel in EDGE_TYPES}
+    edges = {rel: arrow_to_pandas(edge_schema().empty_table()) for rel in EDGE_TYPES}
     for rel, pairs in links.items():
         edges[rel] = pd.DataFrame(
             {"src": [a for a, _ in pairs], "dst": [b for _, b in pairs], "count": 3, "first_seen": 0,

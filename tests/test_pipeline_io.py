@@ -1,0 +1,142 @@
+"""What a cluster would break: inputs and outputs named by URI, and secrets kept out of the pipeline.
+
+Runs on the DirectRunner against a live store. ``graphrisktest://`` is a Beam FileSystem with
+no directories (tests/uri_filesystem.py): reaching it with ``pathlib`` anywhere would fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.portability.api import beam_runner_api_pb2
+from pydantic import SecretStr
+
+from graphrisk.config import Settings
+from graphrisk.graph_schema import NodeLabel
+from graphrisk.secrets import SecretRef, SecretUnavailableError, fingerprint, secret_ref
+from graphrisk.store import GraphStore
+from pipelines.graph_build import BatchOutputs, BuildEntityGraph, dead_letter_path
+from pipelines.options import pipeline_options
+from pipelines.read import ReadEvents
+from pipelines.refresh import refresh
+from pipelines.snapshot import delta_dir, load_snapshot
+from pipelines.worker_secrets import worker_settings
+from tests.factories import add_bad_records, make_events
+from tests.uri_filesystem import SCHEME, PrefixedLocalFileSystem
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> Iterator[Path]:
+    """The local folder behind ``graphrisktest://``."""
+    root = tmp_path / "objects"
+    root.mkdir()
+    PrefixedLocalFileSystem.root = root
+    yield root
+    PrefixedLocalFileSystem.root = None
+
+
+def test_refresh_reads_events_and_stages_outputs_through_uris(
+    store: GraphStore, settings: Settings, bucket: Path
+) -> None:
+    events = make_events(users=20, hours=2)
+    bad = add_bad_records(events, hour=1)
+    events.write(bucket / "lake" / "events")
+    staged = settings.model_copy(update={"staging_uri": f"{SCHEME}://lake/staging"})
+
+    report = refresh(staged, store, f"{SCHEME}://lake/events")
+
+    totals = report.totals()
+    assert totals["read"] == events.count
+    assert totals["rejected"] == len(bad)
+    assert totals["read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"]
+    # Workers wrote the delta and dead letters to the staging URI; the refresh fetched them.
+    staging = bucket / "lake" / "staging" / "batch-000001"
+    assert (staging / "delta" / "nodes" / "User.parquet").exists()
+    assert (staging / "dead-letters.jsonl").read_bytes() == dead_letter_path(settings, 1).read_bytes()
+    assert (delta_dir(settings.snapshot_dir, 1) / "nodes" / "User.parquet").exists()
+    letters = [json.loads(x) for x in dead_letter_path(settings, 1).read_text().splitlines()]
+    assert {d["record"]["event_id"]: d["field"] for d in letters} == bad
+    nodes, _ = load_snapshot(settings.snapshot_dir)
+    assert len(nodes[NodeLabel.USER]) == 20
+    assert store.node_counts()[NodeLabel.USER] == 20
+    # Re-running finds every partition done: fingerprints were read through the URI too.
+    again = refresh(staged, store, f"{SCHEME}://lake/events")
+    assert again.batches == []
+
+
+def test_an_unknown_scheme_is_a_clear_error(store: GraphStore, settings: Settings) -> None:
+    from pipelines.uris import InputLocationError
+
+    with pytest.raises(InputLocationError, match="nosuchscheme://x/events: cannot list event files"):
+        refresh(settings, store, "nosuchscheme://x/events")
+
+
+def _unpacked(raw: bytes) -> bytes:
+    """A pickle as Beam packs it: bz2 (2.62's dill pickler), zlib, or neither."""
+    if raw.startswith(b"BZh"):
+        return bz2.decompress(raw)
+    try:
+        return zlib.decompress(raw)
+    except zlib.error:
+        return raw
+
+
+def _pickled_payloads(pipeline: beam.Pipeline) -> list[bytes]:
+    """Every DoFn and CombineFn as the runner receives it, unpacked to the pickle's bytes."""
+    proto = pipeline.to_runner_api()
+    out = [proto.SerializeToString()]
+    for transform in proto.components.transforms.values():
+        if transform.spec.urn == "beam:transform:pardo:v1":
+            payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload).do_fn.payload
+            out.append(_unpacked(base64.b64decode(payload)))
+    return out
+
+
+def test_secrets_are_not_pickled_into_the_pipeline(settings: Settings, tmp_path: Path) -> None:
+    key, password = "k3y-only-the-workers-should-read-7f1c", settings.store_password.get_secret_value()
+    settings = settings.model_copy(update={"pseudonymisation_key": SecretStr(key)})
+    marker = str(tmp_path / "a-distinctive-dead-letter-path.jsonl")
+    for runner, args in [("DirectRunner", []), ("DirectRunner", ["--direct_num_workers=2"])]:
+        opts = pipeline_options(runner, 2 if args else 1, [])
+        view, secrets = worker_settings(settings, opts)
+        pipeline = beam.Pipeline(options=opts)
+        records = pipeline | ReadEvents(tmp_path, ["x.jsonl"])
+        outputs = BatchOutputs(str(tmp_path / "delta"), marker)
+        _ = records | BuildEntityGraph(view, secrets, 1, outputs, ingested_at_ms=0)
+        blobs = _pickled_payloads(pipeline)
+        # The scan sees pickled DoFn state: the dead-letter location is in there...
+        assert any(marker.encode() in b for b in blobs)
+        # ...and the key and the store password are not, in any form the runner keeps.
+        for secret in (key, password):
+            assert not any(secret.encode() in b for b in blobs), f"{secret[:3]}… pickled with {runner} {args}"
+        assert secrets.pseudonymisation_key.resolve() == key  # workers still get it
+        assert secrets.store_password.resolve() == password
+
+
+def test_a_worker_without_the_launchers_key_fails_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPHRISK_TEST_KEY", "another-key")
+    ref = secret_ref("pseudonymisation_key", "the-key", "env:GRAPHRISK_TEST_KEY", in_process=False)
+    with pytest.raises(SecretUnavailableError, match="not the launcher's"):
+        ref.resolve()
+    monkeypatch.delenv("GRAPHRISK_TEST_KEY")
+    with pytest.raises(SecretUnavailableError, match="GRAPHRISK_TEST_KEY is not set on this worker"):
+        ref.resolve()
+    secret_file = tmp_path / "key"
+    secret_file.write_text("the-key\n")
+    assert (
+        secret_ref("pseudonymisation_key", "the-key", f"file:{secret_file}", in_process=False).resolve()
+        == "the-key"
+    )
+    # A remote worker cannot read the launcher's memory, and says what to set.
+    remote = SecretRef("pseudonymisation_key", "process:", fingerprint("never-registered"))
+    with pytest.raises(SecretUnavailableError, match=r"secret_sources\.pseudonymisation_key"):
+        remote.resolve()
