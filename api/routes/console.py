@@ -208,6 +208,7 @@ class RingIndex:
     position: dict[str, int]
     parents: dict[str, list[str]]
     successors: dict[str, list[str]]
+    rings_of: dict[str, list[str]]  # user id -> live rings it is a member of (one per view at most)
 
 
 @dataclass
@@ -233,6 +234,15 @@ def _split(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v for v in value.split(",") if v]
     return [str(v) for v in value]
+
+
+def _rings_of(ring_members: dict[str, list[str]]) -> dict[str, list[str]]:
+    # AppState.ring_of keeps one ring per user; a user can sit in one ring per candidate view.
+    out: dict[str, list[str]] = {}
+    for ring_id, members in ring_members.items():
+        for m in members:
+            out.setdefault(m, []).append(ring_id)
+    return out
 
 
 def ring_index(state: AppState) -> RingIndex:
@@ -266,6 +276,7 @@ def ring_index(state: AppState) -> RingIndex:
             position={r.id: i for i, r in enumerate(summaries)},
             parents={r: _split(p) for r, p in zip(extra["ring_id"], extra["parents"], strict=True)},
             successors={r: _split(s) for r, s in zip(extra["ring_id"], extra["successors"], strict=True)},
+            rings_of=_rings_of(state.ring_members),
         )
         return _ring_index
 
@@ -390,7 +401,7 @@ def ring_queue(
     first_seen_from: Annotated[int | None, Query(ge=0, description="epoch ms")] = None,
     first_seen_to: Annotated[int | None, Query(ge=0, description="epoch ms")] = None,
     min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> RingQueue:
     """Live rings by score, highest first, filtered; each with why it is in the queue.
@@ -440,7 +451,7 @@ def user_queue(
     caller: Investigator,
     band: Annotated[Literal["review", "block"] | None, Query()] = None,
     status_: Annotated[Literal["new", "open", "decided"] | None, Query(alias="status")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> UserQueue:
     """Users in the review and block bands by score, highest first; each with why."""
@@ -694,11 +705,11 @@ async def user_view(user_id: str, state: State, caller: Investigator) -> UserVie
     )
     graph = _Graph(state, _scope(caller.name, f"user:{user_id}"))
     me = graph.add_user(user_id, member=True)
-    rings = []
+    rings = [
+        state.ring_index[r] for r in ring_index(state).rings_of.get(user_id, []) if r in state.ring_index
+    ]
     for r in rows:
         if r["rel"] == "MEMBER_OF":
-            if (ring := state.ring_index.get(str(r["node"]))) is not None:
-                rings.append(ring)
             continue
         if r["rel"] == "PAID" and int(r["shared_with"] or 0) > NEIGHBOURS_PER_IDENTIFIER:
             continue  # a big merchant everyone pays links nobody
