@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.ratelimit import RateLimiter
+from graphrisk.config import ApiKey
 from graphrisk.errors import AuditUnavailableError
 
 log = logging.getLogger("graphrisk.api")
@@ -34,24 +36,46 @@ REVEAL_ROLES = frozenset({Role.ADMIN})
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a stable name (hash of its key) and a role."""
+    """An authenticated caller: a stable name (hash of its key), a role, and the key's holder.
+
+    ``name`` stays the key hash (rate limits and the audit trail's actor key on it, and it never
+    changes when a holder is renamed); ``holder`` is the person the key was issued to, when the
+    key configuration names one.
+    """
 
     name: str
     role: Role
+    holder: str | None = None
+
+    @property
+    def investigator(self) -> str:
+        """Who to credit with a decision: the holder's name, else the key hash."""
+        return self.holder or self.name
 
 
 class KeyRing:
-    """Looks up API keys by constant-time comparison of their SHA-256."""
+    """Looks up API keys by constant-time comparison of their SHA-256.
 
-    def __init__(self, keys: dict[str, str]) -> None:
-        self._by_hash = {hashlib.sha256(k.encode()).digest(): Role(r) for k, r in keys.items()}
+    ``keys`` maps a key to a role (``"investigator"``) or to an :class:`graphrisk.config.ApiKey`
+    (or a mapping like it) that also names the holder.
+    """
+
+    def __init__(self, keys: Mapping[str, str | ApiKey | Mapping[str, str]]) -> None:
+        self._by_hash: dict[bytes, tuple[Role, str | None]] = {}
+        for key, spec in keys.items():
+            if isinstance(spec, str):
+                entry = (Role(spec), None)
+            else:
+                parsed = spec if isinstance(spec, ApiKey) else ApiKey.model_validate(spec)
+                entry = (Role(parsed.role), parsed.name)
+            self._by_hash[hashlib.sha256(key.encode()).digest()] = entry
 
     def lookup(self, key: str) -> Principal | None:
         """The caller whose key is ``key``, or ``None``."""
         digest = hashlib.sha256(key.encode()).digest()
-        for known, role in self._by_hash.items():
+        for known, (role, holder) in self._by_hash.items():
             if hmac.compare_digest(known, digest):
-                return Principal(name=f"key:{digest.hex()[:12]}", role=role)
+                return Principal(name=f"key:{digest.hex()[:12]}", role=role, holder=holder)
         return None
 
     def authenticate(self, api_key: str | None, authorization: str | None) -> Principal:

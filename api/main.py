@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,15 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit_guard import AuditGuard
 from api.auth import AuthGate
+from api.console import mount_console
 from api.metrics import LATENCY, REQUESTS, worker_exited
 from api.redact import validation_error_handler
-from api.routes import health, rings, score, users
+from api.routes import admin, console, decisions, health, rings, score, users
 from api.state import AppState
 from graphrisk import __version__
 from graphrisk.config import Settings, load_settings
 from graphrisk.errors import StoreError
 
 STORE_CHECK_EVERY_S = 5.0
+log = logging.getLogger("graphrisk.api")
 
 
 async def _watch_store(state: AppState) -> None:
@@ -38,6 +41,18 @@ async def _watch_store(state: AppState) -> None:
         except StoreError:
             pass
         await asyncio.sleep(STORE_CHECK_EVERY_S)
+
+
+async def _watch_publications(state: AppState, every_s: float) -> None:
+    # A refresh, a train or a rollback publishes new files; this swaps in a new snapshot once
+    # they settle (AppState.reload_if_changed), off the event loop: reading a million scores
+    # takes seconds, and requests keep being answered from the old snapshot meanwhile.
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(state.reload_if_changed, True)
+        except Exception:
+            log.exception("checking for a new publication failed")
 
 
 class _BodyTooLargeError(Exception):
@@ -138,10 +153,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.store_ok_at = time.time()
         app.state.graphrisk = state
         watcher = asyncio.create_task(_watch_store(state))
+        publications = (
+            asyncio.create_task(_watch_publications(state, settings.reload_check_s))
+            if settings.reload_check_s > 0
+            else None
+        )
         try:
             yield
         finally:
             watcher.cancel()
+            if publications is not None:
+                publications.cancel()
             state.close()
             worker_exited()
 
@@ -159,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthGate, failures_per_minute=settings.auth_failures_per_minute)
     app.add_middleware(AuditGuard)
     app.add_middleware(LimitsAndMetrics, max_bytes=settings.max_request_bytes)
-    for router in (health.router, score.router, users.router, rings.router):
+    for router in (health.router, score.router, users.router, rings.router, decisions.router, admin.router,
+                   console.router):  # fmt: skip
         app.include_router(router)
+    mount_console(app)
     return app

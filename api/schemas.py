@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.decisions import canonical
 from graphrisk.events import DeviceInfo, Id, IdentityDocument, PostalAddress
 
 
@@ -141,21 +142,57 @@ class RingDetail(RingSummary):
 
 
 class DecisionIn(BaseModel):
-    """An investigator's decision on a ring."""
+    """An investigator's decision on a ring or a user.
+
+    ``cleared`` and ``needs_review`` (the earlier names) are accepted and stored as
+    ``false_positive`` and ``needs_info``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["confirmed_fraud", "cleared", "needs_review"]
+    decision: Annotated[
+        Literal["confirmed_fraud", "false_positive", "needs_info", "cleared", "needs_review"],
+        AfterValidator(canonical),
+        Field(description="confirmed_fraud | false_positive | needs_info (aliases: cleared, needs_review)"),
+    ]
     note: str = Field("", max_length=4000)
+    typology: str | None = Field(
+        None, max_length=64, pattern=r"^[a-z0-9_]+$",
+        description="Ring decisions: the investigator's typology (default: the ring's typology guess, if any)",
+    )  # fmt: skip
 
 
 class DecisionOut(BaseModel):
-    """The stored decision."""
+    """A stored decision."""
 
     id: int
-    ring_id: str
-    decision: str
-    members: int
+    at_ms: int
+    subject: Literal["ring", "user"]
+    subject_id: str
+    decision: Literal["confirmed_fraud", "false_positive", "needs_info"]
+    note: str
+    investigator: str = Field(description="the key holder's name (the key hash when the key names none)")
+    ring_id: str | None = None
+    user_id: str | None = None
+    typology: str | None = None
+    score: float | None = None
+    model_version: str | None = None
+    members: int = Field(description="users the decision labels (a ring's members, or 1)")
+    status: Literal["open", "decided"]
+
+
+class DecisionList(BaseModel):
+    """Decisions, newest first."""
+
+    data: list[DecisionOut]
+    next_cursor: str | None = None
+
+
+class ReloadOut(BaseModel):
+    """What was served before a reload and what is served now (``/readyz``'s fields)."""
+
+    previous: dict[str, object]
+    serving: dict[str, object]
 
 
 class ErrorResponse(BaseModel):

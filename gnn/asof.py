@@ -105,7 +105,8 @@ def applicant_links(
     """Per applicant, the rows ``cypher/serving/applicant_links.cypher`` would return on ``state``.
 
     Vectorised over applicants: one join per identifier relation. The applicant's own links are
-    dropped (as the API does) and the store's overall cap applies in the query's relation order.
+    dropped (as the API does) and the store's cap applies per identifier, with each row's
+    ``rel_users`` the identifier's true number of (other) users.
     """
     apps = apps.reset_index(drop=True)
     parts = []
@@ -124,7 +125,9 @@ def applicant_links(
             })
         )  # fmt: skip
     links = pd.concat(parts, ignore_index=True).sort_values(["app", "rank", "user"], kind="stable")
-    links = links[links.groupby("app").cumcount() < max_links]
+    # As the query: at most max_links users per identifier, each row with the true count.
+    per_rel = links.groupby(["app", "rank"])
+    links = links.assign(rel_users=per_rel["user"].transform("size"))[per_rel.cumcount() < max_links]
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(apps))]
     records = links.drop(columns=["rank"]).to_dict("records")
     for rec in records:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gnn.data.entity_graph import VELOCITY_RELS, WINDOWS_MS
-from gnn.explain import Contribution, booster_score, top_reasons
+from gnn.explain import DEFAULT_MIN_CONTRIBUTION, Contribution, booster_score, top_reasons
 from gnn.online_features import IdentifierLinks, StarFeatures
 from gnn.training import RiskModel
 from graphrisk.clean_event import RepeatedIdentifiers, clean_event
@@ -71,8 +71,9 @@ def applicant_features(
         rn = ident.rel.value.lower()
         f[f"deg_{rn}"] = 1.0
         f[f"events_{rn}"] = 1.0
-        f[f"shared_max_{rn}"] = float(len(ident.rows))
-        f[f"shared_sum_{rn}"] = float(len(ident.rows))
+        # The store's count: the rows may be a bounded sample of a busy identifier's users.
+        f[f"shared_max_{rn}"] = float(ident.total_users)
+        f[f"shared_sum_{rn}"] = float(ident.total_users)
         if ident.rel in VELOCITY_RELS:
             t = ident.linked_at
             for wname, wms in WINDOWS_MS.items():
@@ -80,8 +81,19 @@ def applicant_features(
     return np.array([f[n] for n in feature_names], dtype=np.float64)
 
 
+def link_order(link: dict[str, Any]) -> tuple[str, str, str, int]:
+    """The order links are used in, whatever order the store returned them: features that take
+    an identifier's first link (its event count) and explanations must not depend on it."""
+    return (str(link["rel"]), str(link.get("node") or ""), str(link["user"]), int(link.get("linked_at") or 0))
+
+
 def store_links(store: GraphStore, clean: dict[str, Any], max_links: int) -> list[dict[str, Any]]:
-    """Users already on a clean applicant's identifiers, read from the store in one round trip."""
+    """Users already on a clean applicant's identifiers, read from the store in one round trip.
+
+    At most ``max_links`` per identifier (not in all: a busy shared IP must not crowd out the
+    applicant's document and phone links); each row's ``rel_users`` is the identifier's true
+    number of users, so counts stay exact when the rows are a sample.
+    """
     params = {
         "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
         "phone": clean["phone"], "address": clean["address"], "limit": max_links,
@@ -132,7 +144,7 @@ def identifier_links(star: StarFeatures, links: list[dict[str, Any]], now_ms: in
     both devices' users (the applicant shape: one identifier per relation).
     """
     by_rel: dict[str, list[dict[str, Any]]] = {r.value: [] for r in APPLICANT_IDENTIFIERS}
-    for link in links:
+    for link in sorted(links, key=link_order):
         by_rel[link["rel"]].append(link)
     ordered = [link for rel in APPLICANT_IDENTIFIERS for link in by_rel[rel.value]]
     rows = star.rows_of(np.array([link["user"] for link in ordered], dtype=object))
@@ -147,10 +159,24 @@ def identifier_links(star: StarFeatures, links: list[dict[str, Any]], now_ms: in
                 node_first=float(first["node_first"]) if first else float(now_ms),
                 rows=rows[start : start + len(group)],
                 linked_at=np.array([link["linked_at"] for link in group], dtype=np.int64),
+                users=_rel_users(group),
             )
         )
         start += len(group)
     return out
+
+
+def _rel_users(group: list[dict[str, Any]]) -> int:
+    # Users per identifier as the store counted them (rows carry ``rel_users`` when they are a
+    # sample); several identifiers of one relation (a known user's two devices) add up.
+    counted: dict[Any, int] = {}
+    uncounted = 0  # rows with no store count: applications since the last refresh
+    for link in group:
+        if link.get("rel_users") is None:
+            uncounted += 1
+        else:
+            counted[link.get("node")] = int(link["rel_users"])
+    return sum(counted.values()) + uncounted if counted else -1
 
 
 def applicant_row(star: StarFeatures, links: list[dict[str, Any]], now_ms: int) -> np.ndarray:
@@ -175,6 +201,8 @@ class ApplicantScorer:
         fx_rates: dict[str, float],
         default_phone_region: str | None = None,
         max_links: int = 500,
+        min_contribution: float = DEFAULT_MIN_CONTRIBUTION,
+        min_score: float = 0.0,
     ) -> None:
         self.model = model
         self.user_features = user_features  # index: user id; columns: the model's own user features
@@ -182,7 +210,11 @@ class ApplicantScorer:
         self.ids = ids
         self.fx_rates = fx_rates
         self.region = default_phone_region
-        self.max_links = max_links
+        self.max_links = max_links  # per identifier (see store_links)
+        # Reasons: contributions raising the score by at least this (log-odds), and none at
+        # all under min_score (Settings.explain_min_contribution, explain_min_score).
+        self.min_contribution = min_contribution
+        self.min_score = min_score
         scorer = model.scorer
         tree = (
             getattr(scorer, "booster_", None) is not None
@@ -226,7 +258,20 @@ class ApplicantScorer:
     def _links(
         self, store: GraphStore, clean: dict[str, Any], user_id: str, now: int, recent: ApplicationLog | None
     ) -> list[dict[str, Any]]:
-        links = [r for r in self.links(store, clean) if r["user"] != user_id]
+        rows = self.links(store, clean)
+        # The applicant itself on one of its identifiers (a re-submission) is not its neighbour:
+        # its row goes, and so does its place in that identifier's count.
+        own = {(r["rel"], r.get("node")) for r in rows if r["user"] == user_id}
+        links = sorted(
+            (
+                {**r, "rel_users": r["rel_users"] - 1}
+                if (r["rel"], r.get("node")) in own and r.get("rel_users") is not None
+                else r
+                for r in rows
+                if r["user"] != user_id
+            ),
+            key=link_order,
+        )
         if recent is None:
             return links
         earlier = [r for r in recent.links(application_nodes(clean), now) if r["user"] != user_id]
@@ -243,17 +288,33 @@ class ApplicantScorer:
         Raises:
             KeyError: the user has no published features.
         """
-        x0 = self.star.features_of(user_id)
         rows = store.read(
             "serving/user_links",
             id=user_id,
             rels=[r.value for r in APPLICANT_IDENTIFIERS],
             limit=self.max_links,
         )
-        links = [r for r in rows if r["rel"] not in drop_rels]
-        now = int(time.time() * 1000)
-        identifiers = [i for i in self.identifiers(links, now) if i.rel.value not in drop_rels]
-        return self._score(x0, identifiers, links, now, explain)
+        return self.score_links(user_id, rows, int(time.time() * 1000), explain, drop_rels)
+
+    def score_links(
+        self,
+        user_id: str,
+        links: list[dict[str, Any]],
+        now_ms: int,
+        explain: bool = True,
+        drop_rels: tuple[str, ...] = (),
+    ) -> ApplicantScore:
+        """:meth:`score_known` over links already read (``serving/user_links`` rows), in any
+        order: they are sorted first, so the score and its explanation do not depend on the
+        order the store returned them in.
+
+        Raises:
+            KeyError: the user has no published features.
+        """
+        x0 = self.star.features_of(user_id)
+        links = sorted((r for r in links if r["rel"] not in drop_rels), key=link_order)
+        identifiers = [i for i in self.identifiers(links, now_ms) if i.rel.value not in drop_rels]
+        return self._score(x0, identifiers, links, now_ms, explain)
 
     def explain_inputs(self, x: np.ndarray) -> ApplicantScore:
         """Explain a row the batch scored (``user_inputs.parquet``, written by
@@ -308,15 +369,28 @@ class ApplicantScorer:
         score = float(self.model.calibrator.transform(np.array([raw0]))[0])
         band = str(self.model.band(np.array([score]))[0])
         users_by_rel: dict[str, set[str]] = {}
+        counted: dict[str, dict[Any, int]] = {}
         for link in links:
             users_by_rel.setdefault(link["rel"], set()).add(link["user"])
+            if link.get("rel_users") is not None:
+                counted.setdefault(link["rel"], {})[link.get("node")] = int(link["rel_users"])
         neighbours = set().union(*users_by_rel.values())
+        # Counts from the store where it gave them (the rows may be a sample of a busy node).
+        linked = {
+            rel: max(len(users), sum(counted.get(rel, {}).values())) for rel, users in users_by_rel.items()
+        }
+        # A low score has nothing to explain: reasons only at or above min_score.
+        reasons = (
+            top_reasons(contributions, min_contribution=self.min_contribution)
+            if score >= self.min_score
+            else []
+        )
         return ApplicantScore(
             score=score,
             raw_score=raw0,
             band=band,
-            linked_users={rel: len(users) for rel, users in users_by_rel.items()},
+            linked_users=linked,
             known_fraud_neighbours=sorted(neighbours & self.known_fraud)[:20],
-            reasons=top_reasons(contributions),
+            reasons=reasons,
             contributions=contributions[:10],
         )

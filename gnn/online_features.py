@@ -41,6 +41,8 @@ class IdentifierLinks:
         rows: Rows of the published user matrix of the linked users; ``-1`` for users with
             no published features yet (they count, with zero features and no label).
         linked_at: When each of those users linked to the identifier (epoch ms).
+        users: How many users the identifier has in all, when ``rows`` are a bounded sample of
+            them (a busy IP); ``-1``: ``rows`` are all of them.
     """
 
     rel: RelType
@@ -48,6 +50,12 @@ class IdentifierLinks:
     node_first: float
     rows: np.ndarray
     linked_at: np.ndarray
+    users: int = -1
+
+    @property
+    def total_users(self) -> int:
+        """Users on the identifier: the store's count, not the sample's size."""
+        return max(self.users, len(self.rows))
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,12 @@ def train_entity_model(
     target_precision: float = 0.9,
     review_fraction: float = 0.01,
     log: Callable[[str], None] | None = None,
+    label_sources: dict[str, Any] | None = None,
 ) -> tuple[ModelMeta, dict[str, Any]]:
     """Fit every servable candidate, keep the best on validation AUPRC, calibrate and register it.
+
+    ``label_sources`` says where ``labels`` came from (a file, investigators' decisions); it is
+    kept in the version's metadata (``notes.labels``).
 
     A candidate that cannot score another snapshot or a new applicant is not fitted; the report
     lists it as ``not selectable: <why>``. The review threshold is chosen so that the band
@@ -291,6 +295,11 @@ def train_entity_model(
                 "target_precision": target_precision,
                 "thresholds": thresholds,
                 "candidates": report["candidates"],
+                "labels": {
+                    "users": len(labels),
+                    "fraud": int(labels["is_fraud"].sum()),
+                    **(label_sources or {}),
+                },
             },
         },
     )

@@ -373,6 +373,13 @@ def train_cmd(
             "history instead (onboarding rows at each application, refresh rows as of each hour).",
         ),
     ] = None,
+    decisions: Annotated[
+        bool,
+        typer.Option(
+            help="Merge investigators' decided labels (the decision store, GRAPHRISK_DECISIONS_URL) "
+            "into --labels: a decided user's label replaces its earlier one, new ones are added."
+        ),
+    ] = True,
 ) -> None:
     """Train user risk models on the snapshot, keep the best servable one on validation, register it.
 
@@ -388,6 +395,17 @@ def train_cmd(
     torch.set_num_threads(max(1, torch.get_num_threads()))
     s = _settings()
     table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+    label_sources: dict[str, Any] = {"file": str(labels), "file_labels": len(table)}
+    if decisions:
+        from api.decisions import training_labels
+
+        # The investigators' verdicts are the newest labels: merged here, with no export step.
+        table, merged = training_labels(table, s.decision_store_url)
+        label_sources |= {"decisions": merged}
+        if merged["decided"]:
+            console.print(
+                f"decided labels: {merged['decided']} ({merged['changed']} changed, {merged['added']} added)"
+            )
     registry = _registry(s)
     if events is not None:
         meta, report = _train_decision_points(s, events, table, registry)
@@ -396,7 +414,9 @@ def train_cmd(
             meta, report = train_entity_model(
             s.snapshot_dir, table[["user_id", "is_fraud"]], registry, tuple(c.strip() for c in candidates.split(",")),
             split=split, seed=seed, target_precision=target_precision, log=console.print,
+            label_sources=label_sources,
         )  # fmt: skip
+    report = {**report, "labels": label_sources}
     promoted: str | None = None
     if promote:
         try:
@@ -733,11 +753,11 @@ def decisions_export_cmd(
         "var/decision_labels.parquet"
     ),
 ) -> None:
-    """Export investigators' ring decisions as training labels (``graphrisk train --labels``)."""
+    """Export investigators' decided labels (``graphrisk train`` already merges them itself)."""
     from api.decisions import DecisionStore
 
     s = _settings()
-    store = DecisionStore(s.audit_url)
+    store = DecisionStore(s.decision_store_url)
     try:
         labels = store.labels()
     finally:

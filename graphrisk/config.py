@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,6 +45,23 @@ _DEFAULT_FX = {
     "EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.04, "PLN": 0.23, "SEK": 0.087,
     "NOK": 0.085, "DKK": 0.134, "CZK": 0.040, "JPY": 0.0061, "CAD": 0.68, "AUD": 0.61,
 }  # fmt: skip
+
+
+ApiRole = Literal["onboarding", "investigator", "admin"]
+
+
+class ApiKey(BaseModel):
+    """An API key's holder: its role and the person or service it was issued to.
+
+    ``[api_keys]`` takes either a bare role (``"key" = "investigator"``, the earlier format,
+    still accepted) or this table (``"key" = {role = "investigator", name = "Ada Okafor"}``),
+    so that decisions and the audit trail name the investigator, not only a key hash.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: ApiRole
+    name: str | None = Field(None, min_length=1, max_length=128)
 
 
 class Settings(BaseSettings):
@@ -83,10 +108,20 @@ class Settings(BaseSettings):
     refresh_lock_stale_s: float = Field(900.0, ge=10)
 
     # API: key -> role (onboarding | investigator | admin). Development gets one key per role.
-    api_keys: dict[str, Literal["onboarding", "investigator", "admin"]] = Field(
-        default_factory=lambda: dict(_DEV_API_KEYS)
-    )
+    # A key maps to a role, or to {role, name}: the holder's name goes with their decisions.
+    api_keys: dict[str, ApiRole | ApiKey] = Field(default_factory=lambda: dict(_DEV_API_KEYS))
     audit_url: str = "sqlite:///var/audit.db"
+    # Investigators' decisions (api.decisions); default: the audit database. `graphrisk train`
+    # reads decided labels from here, so it must be the database the API writes.
+    decisions_url: str | None = None
+    # Explanations: a feature is given as a reason only when it pushes the score up by at least
+    # this much (log-odds), and users scored under explain_min_score get no reasons at all (a
+    # score of 0.0003 has nothing to explain, whatever nudged it up from 0.0002).
+    explain_min_contribution: float = Field(0.1, ge=0)
+    explain_min_score: float = Field(0.01, ge=0, le=1)
+    # The API re-reads published scores, rings and the production model when they change:
+    # checked every this many seconds (0: only on POST /v1/admin/reload).
+    reload_check_s: float = Field(5.0, ge=0)
     # The audit chain is keyed (HMAC-SHA256) with a key kept out of the audit database: this, or
     # a file holding it. Required in production; elsewhere a key file is generated under data_dir.
     audit_hmac_key: SecretStr | None = None
@@ -179,6 +214,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def decision_store_url(self) -> str:
+        """Where investigators' decisions are kept (``decisions_url``, else ``audit_url``)."""
+        return self.decisions_url or self.audit_url
+
+    @property
     def snapshot_dir(self) -> Path:
         """Parquet node and edge tables (what training reads)."""
         return self.data_dir / "snapshot"
@@ -202,7 +242,10 @@ class Settings(BaseSettings):
         """The effective settings with secrets hidden, for ``graphrisk config``."""
         view = self.model_dump(mode="json")
         view["api_keys"] = {
-            f"sha256:{hashlib.sha256(k.encode()).hexdigest()[:12]}": r for k, r in self.api_keys.items()
+            f"sha256:{hashlib.sha256(k.encode()).hexdigest()[:12]}": r
+            if isinstance(r, str)
+            else r.model_dump()
+            for k, r in self.api_keys.items()
         }
         return view
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.auth import REVEAL_ROLES
 from api.deps import Investigator, State, StrictJSONRoute
+from api.routes.decisions import decision_out
 from api.schemas import (
     BODY_ERRORS,
     V1_ERRORS,
@@ -60,7 +61,7 @@ async def list_rings(
 
     Runs on the event loop: a binary search and a slice of an in-memory table, no I/O.
     """
-    sel = state.rings_above(min_score)
+    sel = state.snapshot.rings_above(min_score)
     if status_ is not None:
         sel = [r for r in sel if r.status == status_]
     start = _offset(cursor)
@@ -81,7 +82,8 @@ async def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDeta
     investigator follow a person across rings and responses. Admins see the tokens.
     The subgraph is read on the store's own threads, bounded by the store timeout (503 past it).
     """
-    ring = state.ring_by_id(ring_id)
+    snap = state.snapshot  # one publication for the whole request, even across a reload
+    ring = snap.ring_by_id(ring_id)
     rows = await state.store_calls.call(state.store.read, "rings/ring_subgraph", id=ring_id, limit=5000)
     reveal = caller.role in REVEAL_ROLES
     handles: dict[str, str] = {}
@@ -91,7 +93,7 @@ async def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDeta
             return node
         return handles.setdefault(node, f"n{len(handles) + 1}")
 
-    members = sorted(state.members_of(ring_id))
+    members = sorted(snap.members_of(ring_id))
     member_set = set(members)
     sharing: dict[tuple[str, str], set[str]] = {}
     nodes: dict[str, GraphNode] = {m: GraphNode(id=m, label="User", display=m) for m in members}
@@ -142,17 +144,29 @@ async def get_ring(ring_id: str, state: State, caller: Investigator) -> RingDeta
         )
     state.audit.append(caller.name, caller.role.value, "read_ring", ring_id, {"members": len(members)})
     return RingDetail(**ring.model_dump(),
-                      members=[{"id": m, "score": (state.scores[m].score if m in state.scores else None)} for m in members],
+                      members=[{"id": m, "score": (snap.scores[m].score if m in snap.scores else None)} for m in members],
                       nodes=list(nodes.values()), edges=edges, reasons=reasons)  # fmt: skip
 
 
 @router.post("/{ring_id}/decision", response_model=DecisionOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(*BODY_ERRORS, 404, *V1_ERRORS))  # fmt: skip
 def decide(ring_id: str, body: DecisionIn, state: State, caller: Investigator) -> DecisionOut:
-    """Record confirmed fraud / cleared / needs review; exported as labels for the next training."""
-    state.ring_by_id(ring_id)
-    members = sorted(state.members_of(ring_id))
-    decision_id = state.decisions.record(ring_id, body.decision, body.note, caller.name, members)
+    """Record confirmed fraud / false positive / needs more information on a ring, with a note.
+
+    The verdict labels every member the ring has now, with the ring's id and typology (the
+    body's, else the ring's typology guess); the next ``graphrisk train`` merges those labels
+    with the earlier ones. Stored with the investigator's name and audited.
+    """
+    snap = state.snapshot
+    ring = snap.ring_by_id(ring_id)
+    members = sorted(snap.members_of(ring_id))
+    assert state.decisions is not None
+    record = state.decisions.record(
+        "ring", ring_id, body.decision, body.note, caller.investigator, caller.name, members,
+        ring_id=ring_id, typology=body.typology or snap.ring_typology.get(ring_id), score=ring.score,
+        model_version=ring.model_version,
+    )  # fmt: skip
     state.audit.append(caller.name, caller.role.value, "ring_decision", ring_id,
-                       {"decision": body.decision, "decision_id": decision_id, "members": len(members)})  # fmt: skip
-    return DecisionOut(id=decision_id, ring_id=ring_id, decision=body.decision, members=len(members))
+                       {"decision": record.decision, "decision_id": record.id, "members": len(members),
+                        "investigator": record.investigator, "typology": record.typology})  # fmt: skip
+    return decision_out(record)

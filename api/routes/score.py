@@ -14,7 +14,7 @@ from api.deps import Onboarding, ScoreCaller, State, StrictJSONRoute
 from api.metrics import SCORES
 from api.redact import scrub
 from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
-from api.state import AppState
+from api.state import AppState, Snapshot
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
 
@@ -32,9 +32,11 @@ def _unavailable(reason: str) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, reason, {"Retry-After": "30"})
 
 
-def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]) -> ScoreResponse:
+def _score_new(
+    state: AppState, snap: Snapshot, applicant: Applicant, payload: dict[str, object]
+) -> ScoreResponse:
     """A new applicant's score from its k-hop neighbourhood (CPU and store bound: runs on a worker thread)."""
-    scorer = state.applicant_scorer
+    scorer = snap.applicant_scorer
     if scorer is None:
         raise _unavailable("no production model is loaded")
     if time.time() - state.store_ok_at > STALE_AFTER_S:
@@ -68,10 +70,10 @@ def _score_new(state: AppState, applicant: Applicant, payload: dict[str, object]
     if result.known_fraud_neighbours:
         reasons.insert(0, Reason(code="linked_to_confirmed_fraud",
                                  text=f"shares identifiers with {len(result.known_fraud_neighbours)} confirmed fraud users"))  # fmt: skip
-    assert state.model_meta is not None
-    ring = next((state.ring_of[u] for u in result.known_fraud_neighbours if u in state.ring_of), None)
+    assert snap.model_meta is not None
+    ring = next((snap.ring_of[u] for u in result.known_fraud_neighbours if u in snap.ring_of), None)
     return ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
-                             model_version=state.model_meta.version, known_user=False, reasons=reasons,
+                             model_version=snap.model_meta.version, known_user=False, reasons=reasons,
                              ring_id=ring, linked_users=result.linked_users)  # fmt: skip
 
 
@@ -80,17 +82,18 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
     """Score an applicant: from the published score if already in the graph, else from its
     neighbourhood in the graph (nothing is written)."""
     payload = applicant.model_dump(mode="json")
-    cached = state.scores.get(applicant.user_id)
+    snap = state.snapshot  # one publication for the whole request, even across a reload
+    cached = snap.scores.get(applicant.user_id)
     if cached is not None:
         # Known users stay on the event loop: a dict lookup needs no worker thread.
         stale = time.time() - state.store_ok_at > STALE_AFTER_S
         response = ScoreResponse(user_id=applicant.user_id, score=cached.score, band=cached.band,  # type: ignore[arg-type]
                                  model_version=cached.model_version, known_user=True, stale=stale,
-                                 ring_id=state.ring_of.get(applicant.user_id))  # fmt: skip
+                                 ring_id=snap.ring_of.get(applicant.user_id))  # fmt: skip
         kind = "known"
     else:
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(state.scoring_pool, _score_new, state, applicant, payload)
+        work = loop.run_in_executor(state.scoring_pool, _score_new, state, snap, applicant, payload)
         try:
             response = await asyncio.wait_for(work, state.settings.new_applicant_timeout_s)
         except TimeoutError:
@@ -111,7 +114,8 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
 async def user_score(user_id: str, state: State, caller: Onboarding) -> ScoreResponse:
     """A known user's last computed score: a lookup in memory, on the event loop, so that it keeps
     answering while the store hangs and every worker thread is taken."""
-    cached = state.scores.get(user_id)
+    snap = state.snapshot
+    cached = snap.scores.get(user_id)
     if cached is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no score for this user")
     state.audit.append(
@@ -119,4 +123,4 @@ async def user_score(user_id: str, state: State, caller: Onboarding) -> ScoreRes
     )
     return ScoreResponse(user_id=user_id, score=cached.score, band=cached.band, model_version=cached.model_version,  # type: ignore[arg-type]
                          known_user=True, stale=time.time() - state.store_ok_at > STALE_AFTER_S,
-                         ring_id=state.ring_of.get(user_id))  # fmt: skip
+                         ring_id=snap.ring_of.get(user_id))  # fmt: skip

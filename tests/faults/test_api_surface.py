@@ -117,6 +117,9 @@ EXPECTED = {
     ("get", "/v1/rings/{ring_id}"): {401, 403, 404, 422, 429, 503},
     ("post", "/v1/rings/{ring_id}/decision"): {400, 401, 403, 404, 413, 422, 429, 503},
     ("get", "/readyz"): {401, 429, 503},
+    ("post", "/v1/users/{user_id}/decision"): {400, 401, 403, 404, 413, 422, 429, 503},
+    ("get", "/v1/decisions"): {401, 403, 422, 429, 503},
+    ("post", "/v1/admin/reload"): {401, 403, 422, 429, 503},
 }
 
 
