@@ -6,25 +6,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from pipelines import uris
 from pipelines.records import DeadLetter
-
-NAMESPACE = "graphrisk"
 
 
 class _WriteFileFn(beam.DoFn):
     def __init__(self, location: str) -> None:
         self._location = location
-        self._rejected = Metrics.counter(NAMESPACE, "rejected")
 
-    def process(self, element: tuple[None, Iterable[DeadLetter]]) -> Iterable[int]:
+    def process(self, element: tuple[None, Iterable[DeadLetter]]) -> Iterable[tuple[str, int]]:
         letters = sorted(element[1], key=lambda d: (d.source, d.line, d.stage))
         # Through FileSystems: on a cluster the location is a gs://, s3:// or hdfs:// URI.
         uris.write_atomically(self._location, "".join(d.to_json() + "\n" for d in letters).encode())
-        self._rejected.inc(len(letters))
-        yield len(letters)
+        yield "rejected", len(letters)
 
 
 class WriteDeadLetters(beam.PTransform):

@@ -21,15 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.records import STAGE_DEDUPE, DeadLetter, from_ipc, to_ipc
+from pipelines.records import STAGE_DEDUPE, TALLY, DeadLetter, from_ipc, to_ipc
 from pipelines.seen_ids import ReplayGuard, drop_replays, record_ids
 
 DEAD = "dead"
-NAMESPACE = "graphrisk"
 # Buckets of event ids; the record of seen ids is split the same way (a change is handled, at a cost).
 BUCKETS = 8
 _ORIGIN = ("source", "line")
@@ -117,8 +115,6 @@ class _KeepFirstFn(beam.DoFn):
     def __init__(self, guard: ReplayGuard | None, buckets: int) -> None:
         self._guard = guard
         self._buckets = buckets
-        self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
-        self.accepted = Metrics.counter(NAMESPACE, "accepted")
 
     def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator[Any]:
         bucket, parts = element
@@ -129,8 +125,8 @@ class _KeepFirstFn(beam.DoFn):
             record_ids(self._guard, bucket, self._buckets, unique)
             duplicates += replays
             dead += late
-        self.accepted.inc(len(unique))
-        self.duplicates.inc(duplicates)
+        yield pvalue.TaggedOutput(TALLY, ("accepted", len(unique)))
+        yield pvalue.TaggedOutput(TALLY, ("duplicates", duplicates))
         for letter in dead:
             yield pvalue.TaggedOutput(DEAD, letter)
         yield unique
@@ -156,5 +152,5 @@ class DedupeEvents(beam.PTransform):
             events
             | "SplitByEventId" >> beam.ParDo(_SplitFn(self.buckets))
             | "GroupBucket" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.ParDo(keep_first).with_outputs(DEAD, main="events")
+            | "KeepFirst" >> beam.ParDo(keep_first).with_outputs(DEAD, TALLY, main="events")
         )

@@ -6,13 +6,14 @@ one batch on the chosen runner and returns its counts, reconciled.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
 
 from graphrisk.config import Settings
 from pipelines import uris
@@ -24,6 +25,7 @@ from pipelines.options import pipeline_options
 from pipelines.parse import FutureEventLimit, ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
 from pipelines.read import ReadEvents
+from pipelines.records import TALLY
 from pipelines.seen_ids import ReplayGuard, prepare_guard
 from pipelines.snapshot import WriteSnapshotDelta, delta_dir
 from pipelines.worker_secrets import WorkerSecrets, worker_settings
@@ -113,7 +115,12 @@ class BuildEntityGraph(beam.PTransform):
             | "AllDeadLetters" >> beam.Flatten()
             | "WriteDeadLetters" >> WriteDeadLetters(self.outputs.dead_letters)
         )
-        return {"written": written, "snapshot": snapshot, "dead": dead}
+        tallies = (
+            (parsed[TALLY], unique[TALLY], written, dead)
+            | "AllTallies" >> beam.Flatten()
+            | "WriteCounts" >> WriteCounts(self.outputs.counts)
+        )
+        return {"written": written, "snapshot": snapshot, "dead": dead, "counts": tallies}
 
 
 def dead_letter_path(settings: Settings, batch_seq: int) -> Path:
@@ -127,6 +134,7 @@ class BatchOutputs:
 
     delta: str
     dead_letters: str
+    counts: str
     staged: bool = False
 
     @classmethod
@@ -136,9 +144,15 @@ class BatchOutputs:
             return cls(
                 uris.as_uri(delta_dir(settings.snapshot_dir, batch_seq)),
                 uris.as_uri(dead_letter_path(settings, batch_seq)),
+                uris.as_uri(settings.data_dir / "batch-counts" / f"batch-{batch_seq:06d}.json"),
             )
         root = uris.join(settings.staging_uri, f"batch-{batch_seq:06d}")
-        return cls(uris.join(root, "delta"), uris.join(root, "dead-letters.jsonl"), staged=True)
+        return cls(
+            uris.join(root, "delta"),
+            uris.join(root, "dead-letters.jsonl"),
+            uris.join(root, "counts.json"),
+            staged=True,
+        )
 
     def fetch(self, settings: Settings, batch_seq: int) -> None:
         """Copy staged outputs into data_dir, where compaction and the report read them."""
@@ -170,6 +184,7 @@ def run_graph_build(
     dl_path = dead_letter_path(settings, batch_seq)
     dl_path.unlink(missing_ok=True)
     outputs = BatchOutputs.of(settings, batch_seq)
+    uris.delete_if_exists(outputs.counts)  # a failed earlier run's counts must not be read as this one's
     # Only batches before this one count as seen; this batch's own record is rewritten.
     guard = prepare_guard(settings.seen_ids_dir, batch_seq, settings.replay_horizon_days)
     opts = pipeline_options(settings.beam_runner, settings.beam_workers, beam_args)
@@ -180,18 +195,25 @@ def run_graph_build(
     _ = records | "Build" >> BuildEntityGraph(worker_view, secrets, batch_seq, outputs, ingested_at_ms, guard)
     result = pipeline.run()
     result.wait_until_finish()
+    counts = _counts_from_file(outputs.counts)
     outputs.fetch(settings, batch_seq)
-    counts = _counts_from_metrics(result)
     counts.seconds = round(time.perf_counter() - started, 3)
     counts.rejected_by_stage = _rejected_by_stage(dl_path)
     counts.reconcile()
     return counts
 
 
-def _counts_from_metrics(result: beam.runners.runner.PipelineResult) -> BuildCounts:
-    values: dict[str, int] = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace("graphrisk"))["counters"]:
-        values[c.key.metric.name] = values.get(c.key.metric.name, 0) + int(c.committed or 0)
+def _counts_from_file(location: str) -> BuildCounts:
+    """The batch's tallies as the pipeline wrote them (see :class:`WriteCounts`).
+
+    Raises:
+        ReconciliationError: the pipeline finished without writing them.
+    """
+    try:
+        with uris.open_read(location) as fh:
+            values = json.load(fh)
+    except OSError as exc:  # FileSystems raises BeamIOError (an OSError) for a missing file
+        raise ReconciliationError(f"the pipeline finished but wrote no counts at {location}: {exc}") from exc
     return BuildCounts(
         read=values.get("read", 0),
         accepted=values.get("accepted", 0),
@@ -205,9 +227,40 @@ def _counts_from_metrics(result: beam.runners.runner.PipelineResult) -> BuildCou
     )
 
 
-def _rejected_by_stage(path: Path) -> dict[str, int]:
-    import json
+class _WriteCountsFn(beam.DoFn):
+    def __init__(self, location: str) -> None:
+        self._location = location
 
+    def process(self, element: tuple[None, Iterable[tuple[str, int]]]) -> Iterator[dict[str, int]]:
+        totals: dict[str, int] = {}
+        for name, n in element[1]:
+            totals[name] = totals.get(name, 0) + int(n)
+        uris.write_atomically(self._location, json.dumps(totals, sort_keys=True).encode())
+        yield totals
+
+
+class WriteCounts(beam.PTransform):
+    """``(name, n)`` tallies → one JSON object of totals at ``location`` (re-runs replace it).
+
+    The counts travel as data rather than Beam metrics, which not every runner reports (Spark's
+    portable job server reports none): a missing count fails the batch instead of reading 0.
+    """
+
+    def __init__(self, location: str) -> None:
+        super().__init__()
+        self.location = location
+
+    def expand(self, tallies: beam.PCollection) -> beam.PCollection:
+        # One key, so one writer sees every tally; a few hundred small pairs per batch.
+        return (
+            tallies
+            | "OneKey" >> beam.Map(lambda t: (None, t))
+            | "Gather" >> beam.GroupByKey()
+            | "WriteJson" >> beam.ParDo(_WriteCountsFn(self.location))
+        )
+
+
+def _rejected_by_stage(path: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     if path.exists():
         with path.open() as fh:

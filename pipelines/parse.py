@@ -11,10 +11,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam import pvalue
-from apache_beam.metrics import Metrics
 
 from graphrisk.events import FieldError, parse_event
-from pipelines.records import STAGE_PARSE, STAGE_READ, DeadLetter, RawChunk, StageError, where
+from pipelines.records import STAGE_PARSE, STAGE_READ, TALLY, DeadLetter, RawChunk, StageError, where
 from pipelines.validate import EVENT_SCHEMA, event_columns, fast_rows, surely_valid, typed_view
 
 DEAD = "dead"
@@ -137,10 +136,9 @@ def _reject_future(
 class _ParseFn(beam.DoFn):
     def __init__(self, future: FutureEventLimit | None) -> None:
         self._future = future
-        self._read = Metrics.counter("graphrisk", "read")
 
     def process(self, chunk: RawChunk) -> Iterator[Any]:
-        self._read.inc(chunk.read_count)
+        yield pvalue.TaggedOutput(TALLY, ("read", chunk.read_count))
         try:
             batch, dead = parse_chunk(chunk, self._future)
         except Exception as exc:  # not a bad record (those are dead letters): name the input, keep the cause
@@ -152,7 +150,7 @@ class _ParseFn(beam.DoFn):
 
 
 class ParseEvents(beam.PTransform):
-    """:class:`RawChunk` → :class:`EventBatch` on ``events``; invalid records → ``dead``.
+    """:class:`RawChunk` → :class:`EventBatch` on ``events``; invalid records → ``dead``; ``tally``: records read.
 
     ``future`` is the limit on event times (see :func:`parse_chunk`); ``None`` checks none, which
     only tests of the transform want: :class:`pipelines.graph_build.BuildEntityGraph` always passes one.
@@ -163,4 +161,6 @@ class ParseEvents(beam.PTransform):
         self.future = future
 
     def expand(self, chunks: beam.PCollection) -> pvalue.DoOutputsTuple:
-        return chunks | "Validate" >> beam.ParDo(_ParseFn(self.future)).with_outputs(DEAD, main="events")
+        return chunks | "Validate" >> beam.ParDo(_ParseFn(self.future)).with_outputs(
+            DEAD, TALLY, main="events"
+        )

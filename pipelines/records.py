@@ -155,6 +155,11 @@ STAGE_PARSE = "parse"
 STAGE_PSEUDONYMISE = "pseudonymise"
 STAGE_DEDUPE = "dedupe"
 
+# The tagged output on which stages count what they saw, as ``(name, n)`` pairs. The counts
+# travel as data, not Beam metrics: Spark's portable job server reports no metrics, and a batch
+# whose counts read 0 would reconcile and pass unnoticed.
+TALLY = "tally"
+
 
 class StageError(GraphRiskError):
     """A stage failed on input it should have dead-lettered (a bug): names the file and lines."""

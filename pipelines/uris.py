@@ -127,6 +127,13 @@ def write_atomically(location: str | Path, data: bytes) -> None:
         fh.write(data)
 
 
+def delete_if_exists(location: str | Path) -> None:
+    """Remove one file if it is there."""
+    uri = as_uri(location)
+    if FileSystems.exists(uri):
+        FileSystems.delete([uri])
+
+
 def copy_tree(src_root: str, dst_root: Path) -> list[Path]:
     """Copy every file under ``src_root`` (any scheme) into the local ``dst_root``, atomically each."""
     copied = []

@@ -108,7 +108,7 @@ def test_secrets_are_not_pickled_into_the_pipeline(settings: Settings, tmp_path:
         view, secrets = worker_settings(settings, opts)
         pipeline = beam.Pipeline(options=opts)
         records = pipeline | ReadEvents(tmp_path, ["x.jsonl"])
-        outputs = BatchOutputs(str(tmp_path / "delta"), marker)
+        outputs = BatchOutputs(str(tmp_path / "delta"), marker, str(tmp_path / "counts.json"))
         _ = records | BuildEntityGraph(view, secrets, 1, outputs, ingested_at_ms=0)
         blobs = _pickled_payloads(pipeline)
         # The scan sees pickled DoFn state: the dead-letter location is in there...
