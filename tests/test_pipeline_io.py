@@ -140,3 +140,19 @@ def test_a_worker_without_the_launchers_key_fails_loudly(
     remote = SecretRef("pseudonymisation_key", "process:", fingerprint("never-registered"))
     with pytest.raises(SecretUnavailableError, match=r"secret_sources\.pseudonymisation_key"):
         remote.resolve()
+
+
+def test_worker_processes_read_the_key_from_their_environment(
+    store: GraphStore, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DirectRunner's multi_processing workers are other processes: no launcher memory, no pickled key."""
+    for name in ("GRAPHRISK_PSEUDONYMISATION_KEY", "GRAPHRISK_STORE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)  # the launcher exports them for its children
+    make_events(users=12, hours=1).write(tmp_path / "in")
+    report = refresh(settings.model_copy(update={"beam_workers": 2}), store, tmp_path / "in")
+    totals = report.totals()
+    assert (
+        totals["read"] > 0
+        and totals["read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"]
+    )
+    assert store.node_counts()[NodeLabel.USER] == 12
