@@ -373,21 +373,23 @@ def _status_mask(status_: str, decided: dict[str, str], position: dict[str, int]
 # --- queues --------------------------------------------------------------------------------------
 
 
-def _ring_why(ring: RingSummary, typology: str, flagged: int | None, parents: list[str]) -> str:
+def _ring_why(ring: RingSummary, typology: str, flagged: tuple[int, int] | None, parents: list[str]) -> str:
     parts = [TYPOLOGY_TEXT[typology]]
     if flagged is not None:
-        parts.append(f"{flagged} of {ring.size} members in review/block")
+        parts.append(f"{flagged[0]} of {flagged[1]} members in review/block")
     parts.append(f"ring score {ring.score:.2f}")
     if parents:
         parts.append(f"grew out of {len(parents)} earlier ring{'s' if len(parents) > 1 else ''}")
     return "; ".join(parts)
 
 
-def _members_flagged(state: AppState, ring_id: str) -> int | None:
+def _members_flagged(state: AppState, ring_id: str) -> tuple[int, int] | None:
+    """Members in the review or block band, and members known, at the last publication."""
     members = state.members_of(ring_id)
     if not members:
         return None
-    return sum(1 for m in members if (s := state.scores.get(m)) is not None and s.band in FLAGGED_BANDS)
+    flagged = sum(1 for m in members if (s := state.scores.get(m)) is not None and s.band in FLAGGED_BANDS)
+    return flagged, len(members)
 
 
 @router.get("/queue/rings", response_model=RingQueue, responses=error_responses(*V1_ERRORS))
@@ -436,7 +438,7 @@ def ring_queue(
         rows.append(QueueRing(
             id=ring.id, score=ring.score, size=ring.size, status=ring.status,
             queue_status=_queue_status(decision), decision=decision, typology=typ,
-            first_seen=ring.first_seen, last_seen=ring.last_seen, members_flagged=flagged,
+            first_seen=ring.first_seen, last_seen=ring.last_seen, members_flagged=flagged[0] if flagged else None,
             why=_ring_why(ring, typ, flagged, idx.parents.get(ring.id, [])),
         ))  # fmt: skip
     state.audit.append(caller.name, caller.role.value, "console_ring_queue", "rings",
