@@ -583,9 +583,12 @@ def evaluate_cmd(
     ] = "0.6,0.2,0.2",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     models: Annotated[str, typer.Option(help="Comma-separated candidates.")] = "logreg,gbdt,bwgnn,stack",
-    out: Annotated[Path, typer.Option(help="Report folder (JSON, PR curve, histogram).")] = Path(
+    out: Annotated[Path, typer.Option(help="Report folder (JSON, PR curve, histogram), per dataset.")] = Path(
         "var/evaluate"
     ),
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name in reports (default: the nodes file's folder).")
+    ] = None,
 ) -> None:
     """Evaluate graphrisk's models on your own labelled graph."""
     from gnn.data import load_labelled_csv
@@ -596,11 +599,15 @@ def evaluate_cmd(
     if len(fractions) != 3:
         raise typer.BadParameter("--split needs three fractions")
     seed_list = [int(x) for x in seeds.split(",")]
-    ds = load_labelled_csv(nodes, edges, fractions=fractions, seeds=seed_list, name=nodes.stem)  # type: ignore[arg-type]
+    name = name or nodes.resolve().parent.name
+    ds = load_labelled_csv(nodes, edges, fractions=fractions, seeds=seed_list, name=name)  # type: ignore[arg-type]
+    for note in ds.notes:
+        console.print(f"note: {note}", markup=False, style="yellow")
     factories = {m: (lambda seed, m=m: make_model(m, seed=seed)) for m in models.split(",")}
     with _spinner(f"evaluating {len(factories)} models on {ds.name}"):
-        report = evaluate_dataset(ds, factories, out_dir=out, log=console.print)
-    save_report(_settings(), "evaluate", report)
+        report = evaluate_dataset(ds, factories, out_dir=out / name, log=console.print)
+    # Named per dataset, so evaluating a second graph does not overwrite the first one's report.
+    save_report(_settings(), f"evaluate-{name}", {**report, "notes": ds.notes})
 
 
 @models_app.command("list")

@@ -186,11 +186,14 @@ def test_byo_csv_round_trip(tmp_path: Path) -> None:
     nodes_csv, edges_csv, nodes, _ = write_byo(tmp_path)
     ds = load_labelled_csv(nodes_csv, edges_csv, seeds=[0, 1])
     assert ds.target == "User" and ds.num_nodes == 60 and len(ds.splits) == 2
-    assert ds.feature_names == ["age", "country"]
+    # Own columns, then the degree and per-relation edge counts every node gets.
+    assert ds.feature_names == ["age", "country", "degree", "TRANSFERRED_TO_out_edges", "TRANSFERRED_TO_in_edges",
+                                "USED_DEVICE_out_edges"]  # fmt: skip
     np.testing.assert_allclose(ds.x[:, 0], nodes["age"][:60])
     assert sorted(set(ds.x[:, 1])) == [0.0, 1.0, 2.0]
     np.testing.assert_array_equal(ds.y, [1, 0] * 25 + [-1] * 10)
-    assert ds.data["Device"].num_nodes == 20 and ds.data["Device"].x.shape == (20, 0)
+    assert ds.data["Device"].num_nodes == 20 and ds.data["Device"].x.shape == (20, 2)  # degree, edges in
+    np.testing.assert_array_equal(ds.data["Device"].x[:, 0].numpy(), [3] * 20)
     ei = ds.data["User", "USED_DEVICE", "Device"].edge_index
     assert [f"u{a}->d{b}" for a, b in ei.T.tolist()][:3] == ["u0->d0", "u1->d1", "u2->d2"]
     assert torch.equal(ds.data["Device", "rev_USED_DEVICE", "User"].edge_index, ei.flip(0))
@@ -204,6 +207,60 @@ def test_byo_csv_round_trip(tmp_path: Path) -> None:
     with_masks.to_csv(nodes_csv, index=False)
     given_split = load_labelled_csv(nodes_csv, edges_csv).splits
     assert len(given_split) == 1 and given_split[0].train.sum() == 30 and given_split[0].test.sum() == 10
+
+
+def _trust_network(tmp: Path, n: int = 400, seed: int = 0) -> tuple[Path, Path]:
+    """Users rate each other; fraudsters get low ratings. Nodes have no feature columns at all."""
+    rng = np.random.default_rng(seed)
+    fraud = rng.random(n) < 0.15
+    src = rng.integers(0, n, n * 6)
+    dst = rng.integers(0, n, n * 6)
+    rating = np.where(fraud[dst], rng.normal(-4, 2, len(dst)), rng.normal(4, 2, len(dst))).round(1)
+    when = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 86400 * 30, len(dst)), unit="s"
+    )
+    pd.DataFrame({"id": [f"u{i}" for i in range(n)], "type": "User", "label": fraud.astype(int)}).to_csv(
+        tmp / "nodes.csv", index=False
+    )
+    pd.DataFrame(
+        {"src": [f"u{i}" for i in src], "dst": [f"u{i}" for i in dst], "type": "RATED", "rating": rating,
+         "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "comment": rng.choice(["ok", "meh"], len(dst))}
+    ).to_csv(tmp / "edges.csv", index=False)  # fmt: skip
+    return tmp / "nodes.csv", tmp / "edges.csv"
+
+
+def test_byo_edge_attributes_and_times_are_read_and_used(tmp_path: Path) -> None:
+    nodes_csv, edges_csv = _trust_network(tmp_path)
+    ds = load_labelled_csv(nodes_csv, edges_csv, seeds=[0])
+    ea = ds.data["User", "RATED", "User"].edge_attr
+    assert ea.shape[1] == 2  # rating, and time as epoch seconds; the free-text comment is not used
+    assert float(ea[:, 1].min()) >= pd.Timestamp("2026-01-01", tz="UTC").timestamp()
+    assert {"RATED_in_rating_mean", "RATED_in_time_max", "RATED_out_edges"} <= set(ds.feature_names)
+    assert any("'comment'" in note and "not used" in note for note in ds.notes)
+    report = evaluate_dataset(ds, {"gbdt": lambda s: make_model("gbdt", s, max_rounds=60, patience=10)})
+    # The incoming ratings alone separate the fraudsters; without them nothing would.
+    assert report["models"]["gbdt"]["summary"]["auprc"]["mean"] > 0.9
+
+
+def test_byo_nodes_without_feature_columns_work_with_every_model(tmp_path: Path) -> None:
+    nodes_csv, edges_csv = _trust_network(tmp_path, n=200)
+    pd.read_csv(edges_csv)[["src", "dst", "type"]].to_csv(edges_csv, index=False)  # no attributes either
+    ds = load_labelled_csv(nodes_csv, edges_csv, seeds=[0])
+    assert ds.feature_names[0] == "degree"
+    models = {name: (lambda s, name=name: make_model(name, s)) for name in ("logreg", "gbdt", "bwgnn")}
+    report = evaluate_dataset(ds, models)
+    assert set(report["models"]) == set(models)
+
+
+def test_byo_reports_what_it_cannot_use(tmp_path: Path) -> None:
+    nodes_csv, edges_csv, nodes, _ = write_byo(tmp_path)
+    extra = pd.DataFrame({"id": ["lonely"], "type": "User", "age": 30.0, "country": "FR", "label": 1.0})
+    pd.concat([nodes, extra]).to_csv(nodes_csv, index=False)
+    ds = load_labelled_csv(nodes_csv, edges_csv)
+    assert any("1 of 51 labelled User nodes have no edge" in note for note in ds.notes)
+    pd.concat([nodes, extra.assign(label=2.0)]).to_csv(nodes_csv, index=False)
+    with pytest.raises(ValueError, match=r"row 82 \(id lonely\): label must be 1, 0 or empty, got 2.0"):
+        load_labelled_csv(nodes_csv, edges_csv)
 
 
 def test_byo_csv_rejects_unknown_edge_ids(tmp_path: Path) -> None:
@@ -242,3 +299,24 @@ def test_tolokers_loader_shapes() -> None:
     assert wide.x.shape == (11758, 10 + 5 + 8) and wide.feature_names[-1] == "spectral_7"
     np.testing.assert_array_equal(wide.x[:, :10], ds.x)
     assert not np.isnan(wide.x).any()
+
+
+def test_evaluate_cli_names_reports_after_the_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from graphrisk.cli import app
+
+    monkeypatch.setenv("GRAPHRISK_DATA_DIR", str(tmp_path / "var"))
+    for folder in ("trust", "bank"):
+        (tmp_path / folder).mkdir()
+        nodes_csv, edges_csv = _trust_network(tmp_path / folder, n=150)
+        result = CliRunner().invoke(app, ["evaluate", "--nodes", str(nodes_csv), "--edges", str(edges_csv),
+                                          "--models", "gbdt", "--seeds", "0", "--out", str(tmp_path / "out")])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "'comment' is text that is not a time; not used" in result.output
+    reports = sorted(p.name.split("-2")[0] for p in (tmp_path / "var" / "reports").glob("evaluate-*.json"))
+    assert reports == ["evaluate-bank", "evaluate-trust"]
+    assert (tmp_path / "out" / "trust" / "trust_report.json").exists()
+    assert (tmp_path / "out" / "bank" / "bank_report.json").exists()

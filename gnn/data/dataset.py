@@ -60,6 +60,7 @@ class NodeDataset:
         label_prior: The fraud rate label features shrink towards; ``None``: the labelled
             fraction of the label mask in use. A small neighbourhood scored online carries the
             training rate, which its own few labels do not give.
+        notes: What the loader left out or could not use, in words, for the report.
     """
 
     name: str
@@ -72,6 +73,7 @@ class NodeDataset:
     history_keys: dict[str, np.ndarray] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
     label_prior: float | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_nodes(self) -> int:
@@ -154,5 +156,6 @@ def as_tensor_x(x: np.ndarray) -> torch.Tensor:
     NaN ("no history") is kept: the GBDT reads it as missing, and GNN models map it to 0
     after scaling (:class:`gnn.features.FeatureScaler`, fitted at fit time).
     """
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    # pandas 3 hands out read-only views, which torch refuses to share: copy only those.
+    t = torch.as_tensor(np.require(x, dtype=np.float32, requirements=["W"]))
     return torch.where(torch.isinf(t), torch.full_like(t, float("nan")), t)
