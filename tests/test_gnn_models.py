@@ -263,3 +263,29 @@ def test_k_hop_data_keeps_the_neighbourhood(planted: NodeDataset) -> None:
     expected = {5, *ei[0, ei[1] == 5].tolist()}
     assert sub["user"].num_nodes == len(expected)
     torch.testing.assert_close(sub["user"].x[idx], planted.data["user"].x[5])
+
+
+def test_a_pickled_gnn_holds_only_cpu_tensors(planted: NodeDataset) -> None:
+    """What a registry saves loads on a host without CUDA: no tensor in the pickle names a GPU."""
+    model = make_model("bwgnn", seed=0, epochs=5, patience=5).fit(planted, planted.splits[0])
+    assert all(t.device.type == "cpu" for t in model.state_dict()["weights"].values())
+    loaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(loaded.predict_proba(planted), model.predict_proba(planted), rtol=1e-6)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: checks GPU-trained models load and score on the CPU"
+)
+def test_gpu_trained_gnn_scores_like_the_cpu_and_loads_without_cuda(
+    planted: NodeDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu = make_model("bwgnn", seed=0, epochs=30, patience=30, device="cuda").fit(planted, planted.splits[0])
+    cpu = make_model("bwgnn", seed=0, epochs=30, patience=30, device="cpu").fit(planted, planted.splits[0])
+    # Same seed and data; kernels differ in float order, so scores agree to a tolerance.
+    np.testing.assert_allclose(gpu.predict_proba(planted), cpu.predict_proba(planted), atol=5e-2)
+    assert next(gpu.module_.parameters()).device.type == "cuda"  # the live model stays on the GPU
+    blob = pickle.dumps(gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = pickle.loads(blob)
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(loaded.predict_proba(planted), gpu.predict_proba(planted), atol=1e-4)

@@ -247,12 +247,25 @@ class GNNScorer:
         )
         return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the module on the CPU: a model trained on a GPU loads on a host without CUDA.
+
+        The live module stays where it is (a copy is moved), so training can go on after a save.
+        """
+        state = dict(self.__dict__)
+        module = state.get("module_")
+        if module is not None and any(p.device.type != "cpu" for p in module.parameters()):
+            state["module_"] = copy.deepcopy(module).cpu()
+        return state
+
     def state_dict(self) -> dict[str, Any]:
         """Weights, input scalers and label prior, config and feature names, for a registry to save."""
         return {
             "config": self.config,
             "feature_names": self.feature_names,
-            "weights": None if self.module_ is None else self.module_.state_dict(),
+            "weights": None
+            if self.module_ is None
+            else {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
             "label_prior": self.label_prior_,
             "scalers": {
                 nt: {"mean": torch.as_tensor(sc.mean), "std": torch.as_tensor(sc.std)}
