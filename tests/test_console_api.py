@@ -12,6 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from api.console.handles import HandleError, Handles
 from api.main import create_app
 from api.routes.console import TYPOLOGIES
 from graphrisk.graph_schema import PSEUDONYMOUS_LABELS
@@ -30,6 +31,22 @@ def client(world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
     settings = own_settings(world, tmp_path_factory.mktemp("console"))
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+def test_handles_round_trip_and_refuse_other_scopes() -> None:
+    h = Handles(b"a-test-key-of-enough-length")
+    token = "0123456789abcdef0123456789abcdef"
+    sealed = h.seal("key:aa|ring:r1", "Email", token)
+    assert token not in sealed and sealed.startswith("h.")
+    assert h.open("key:aa|ring:r1", sealed) == ("Email", token)
+    assert h.seal("key:aa|ring:r1", "Email", token) == sealed  # stable within its scope
+    assert h.seal("key:aa|ring:r2", "Email", token) != sealed  # unrelated in another
+    for scope, handle in (("key:aa|ring:r2", sealed), ("key:bb|ring:r1", sealed), ("key:aa|ring:r1", sealed[:-3]),
+                          ("key:aa|ring:r1", "h.!!"), ("key:aa|ring:r1", "u:x")):  # fmt: skip
+        with pytest.raises(HandleError):
+            h.open(scope, handle)
+    with pytest.raises(HandleError):
+        Handles(b"another-key-entirely-0000").open("key:aa|ring:r1", sealed)
 
 
 def _top_ring(client: TestClient) -> dict[str, Any]:

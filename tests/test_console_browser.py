@@ -250,6 +250,8 @@ def test_investigator_opens_expands_and_decides_the_top_ring(page: Any, served: 
     finally:
         store.close()
     assert latest.decision == "confirmed_fraud" and latest.note == "shared device and documents; browser test"
+    # The console sent the ring's typology guess with it, so the labels keep it.
+    assert latest.typology == (expected["typology"] if expected["typology"] != "unknown" else None)
 
     _save_timings({
         "rings_in_table": int(count_text.split()[0].replace(",", "")),
@@ -276,6 +278,16 @@ def test_user_view_shows_explanation_rings_and_graph(page: Any, served: dict[str
     assert page.locator("#user-reasons li").count() + page.locator("#user-contributions tbody tr").count() > 0
     assert page.evaluate("window.cy.nodes().length") >= 2
     _save_timings({"user_ms": round(_timing(page, "user"), 1)})
+    # "+N more" draws more of that identifier's users (a larger cap), and its marker shrinks or goes.
+    more = page.evaluate("window.cy.nodes(\"[label = 'More']\").map((n) => [n.id(), n.data('hidden')])")
+    if more:
+        more_id, hidden = more[0]
+        users = page.evaluate("window.cy.nodes(\"[label = 'User']\").length")
+        page.evaluate(f"window.cy.getElementById({more_id!r}).emit('tap')")
+        page.wait_for_selector("body[data-expanded='1']", state="attached")
+        assert page.evaluate("window.cy.nodes(\"[label = 'User']\").length") > users
+        left = page.evaluate(f"window.cy.getElementById({more_id!r}).data('hidden') || 0")
+        assert left < hidden
     page.screenshot(path=str(SCREENSHOTS / "console-user.png"))
     if "/v1/users/{user_id}/decision" not in create_app(served["settings"]).openapi()["paths"]:
         pytest.skip("POST /v1/users/{user_id}/decision is not in the API yet (the decision backend adds it)")

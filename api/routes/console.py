@@ -263,13 +263,18 @@ def ring_index(state: AppState) -> RingIndex:
         view = dict(zip(extra["ring_id"], extra["view"], strict=True))
         code = {t: i for i, t in enumerate(TYPOLOGIES)}
         unknown = code["unknown"]
+        # A typology the ring table names itself (AppState.ring_typology) wins over the view's.
+        named = {k: v for k, v in getattr(state, "ring_typology", {}).items() if v in code}
         _ring_index = RingIndex(
             source=summaries,
             score=np.fromiter((r.score for r in summaries), np.float64, len(summaries)),
             size=np.fromiter((r.size for r in summaries), np.int64, len(summaries)),
             first_seen=np.fromiter((r.first_seen for r in summaries), np.int64, len(summaries)),
             typology=np.fromiter(
-                (code.get(TYPOLOGY_OF_VIEW.get(str(view.get(r.id)), "unknown"), unknown) for r in summaries),
+                (
+                    code.get(named.get(r.id) or TYPOLOGY_OF_VIEW.get(str(view.get(r.id)), "unknown"), unknown)
+                    for r in summaries
+                ),
                 np.int8,
                 len(summaries),
             ),

@@ -247,19 +247,27 @@
     cy.on("tap", "node", (evt) => {
       const node = evt.target;
       if (onSelect) onSelect(node.data());
-      if (node.data("label") === "More" || node.hasClass("expanded")) return;
-      expandNode(cy, node).catch(fail);
+      if (node.data("label") === "More") {
+        // "+N more": the same hop again with a larger cap (the API's limit is 100).
+        const anchor = cy.getElementById(node.id().slice("more:".length));
+        if (anchor.nonempty()) expandNode(cy, anchor, Math.min(100, (anchor.scratch("cap") || EXPAND_CAP) * 3)).catch(fail);
+        return;
+      }
+      if (node.hasClass("expanded")) return;
+      expandNode(cy, node, EXPAND_CAP).catch(fail);
     });
     window.cy = cy; // for the browser tests and for the curious
     return cy;
   }
 
-  async function expandNode(cy, node) {
+  async function expandNode(cy, node, cap) {
     const view = cy.scratch("view");
-    const params = new URLSearchParams({ view, node: node.id(), cap: String(EXPAND_CAP) });
+    const params = new URLSearchParams({ view, node: node.id(), cap: String(cap) });
     node.addClass("expanded");
+    node.scratch("cap", cap);
     const data = await api(`/v1/console/expand?${params}`);
     if (window.cy !== cy) return;
+    cy.getElementById(`more:${node.id()}`).remove(); // replaced by this answer's marker, if any
     const fresh = elementsOf(data.nodes, data.edges).filter((e) => cy.getElementById(e.data.id).empty());
     const added = cy.add(fresh);
     // Only the new nodes move: they are placed around the node that was expanded.
@@ -292,10 +300,13 @@
       button.onclick = async () => {
         const note = box.querySelector("textarea").value;
         const result = box.querySelector(".decision-result");
+        const body = { decision: button.dataset.decision, note };
+        // A ring decision keeps the ring's typology with its labels (the guess, or the investigator's).
+        const typology = box.querySelector("select[name=typology]");
+        if (typology && typology.value) body.typology = typology.value;
         result.textContent = "saving…";
         try {
-          const out = await api(`/v1/${subject}s/${encodeURIComponent(id)}/decision`, {
-            method: "POST", body: { decision: button.dataset.decision, note } });
+          const out = await api(`/v1/${subject}s/${encodeURIComponent(id)}/decision`, { method: "POST", body });
           result.textContent = `Recorded: ${String(out.decision).replace(/_/g, " ")} (decision ${out.id})`;
           box.querySelector("textarea").value = "";
           document.body.dataset.decided = String(out.id);
@@ -329,6 +340,7 @@
     $("#ring-timeline").replaceChildren(...ring.timeline.map((e) =>
       el("li", { className: e.kind }, el("time", { text: fmtTime(e.at) }), " ", e.text)));
     const box = $("#ring-view .decision");
+    box.querySelector("select[name=typology]").value = ring.typology === "unknown" ? "" : ring.typology;
     renderDecisions(box, ring.decisions);
     box.querySelector(".decision-result").textContent = "";
     wireDecision(box, "ring", ringId, async () => {
