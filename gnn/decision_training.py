@@ -23,6 +23,7 @@ from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
 from gnn.models.base import tabular_features
+from gnn.monitor.reference import save_decision_references
 from gnn.registry import ModelMeta, ModelRegistry
 from gnn.training import RiskModel
 from pipelines.event_log import EventLog
@@ -137,4 +138,7 @@ def train_decision_point_models(
             },
         },
     )
+    # Monitoring: the training rows' reference, beside the model (gnn/monitor/reference.py).
+    save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
+                             result.onboarded_at)  # fmt: skip
     return meta, {"models": fits, "timings_s": result.timings_s, "cutoff": result.end}

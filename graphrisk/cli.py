@@ -299,6 +299,7 @@ def refresh_cmd(
     if score and report.batches:
         with _errors_exit(), GraphStore(s) as store:
             downstream = _score_and_rings(s, store)
+        downstream["monitor"] = _monitor_refresh(s, downstream)
     body = report.to_dict() | downstream
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
     save_report(s, "refresh", body | {"graph": summary})
@@ -851,6 +852,59 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     return {"result": obj}
+
+
+# Monitoring (gnn/monitor): drift and skew against the production model's training reference.
+monitor_app = typer.Typer(help="Drift, skew and graph structure against training.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+
+def _monitor_refresh(s: Settings, downstream: dict[str, Any]) -> dict[str, Any] | str:
+    """Drift of the refresh's scores, exported to ``data_dir/metrics/monitor.prom``; never fails
+    the refresh (its graph and scores are already published)."""
+    from gnn.monitor.run import monitor_snapshot
+    from gnn.registry import RegistryError
+
+    if not isinstance(downstream.get("scores"), dict):
+        return "skipped: no scores"
+    rings = downstream.get("rings")
+    try:
+        with _spinner("measuring drift"):
+            result = monitor_snapshot(s, ring_report=rings if isinstance(rings, dict) else None)
+    except (RegistryError, OSError, ValueError) as exc:
+        return f"skipped: {exc}"
+    for alarm in result.alarms[:10]:
+        console.print(f"drift alarm: {alarm.kind} {alarm.subject} = {alarm.value:.3g} "
+                      f"(threshold {alarm.threshold:.3g})", markup=False, style="yellow")  # fmt: skip
+    return result.summary()
+
+
+@monitor_app.command("report")
+def monitor_report_cmd(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for index.html and its PNG charts.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Labels known now (user_id, is_fraud), for label drift."
+        ),
+    ] = None,
+) -> None:
+    """Measure drift on the current snapshot against the production model's training reference,
+    export the Prometheus textfile, and write an HTML report with PNG charts to --out."""
+    import pandas as pd
+
+    from gnn.monitor.report import write_report
+    from gnn.monitor.run import load_history, monitor_snapshot
+
+    s = _settings()
+    table = None
+    if labels is not None:
+        table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+    with _errors_exit(), _spinner("measuring drift"):  # no production model: its message, exit 1
+        result = monitor_snapshot(s, labels=table)
+    path = write_report(result, out, load_history(s.data_dir), s.drift_psi_alert)
+    console.print(f"report: {path}")
+    save_report(s, "monitor", result.summary() | {"report": str(path)})
 
 
 if __name__ == "__main__":

@@ -154,6 +154,23 @@ class Settings(BaseSettings):
     # registry nor written as Ring nodes (most candidates are households and friend groups).
     ring_min_score: float = Field(0.1, ge=0.0, le=1.0)
 
+    # Monitoring (gnn/monitor): alert thresholds against the production model's training
+    # reference. PSI over decile bins (0.1 moderate, 0.2 significant shift, the usual reading);
+    # KS for continuous features; score PSI; a band's share moving by more than this (absolute);
+    # a labelled cohort's fraud rate this many standard errors from training's; served rows that
+    # differ from batch rows of the same users in more than this share of users per feature; an
+    # identifier with more users than ``monitor_hub_users`` is a hub. The ring model refuses to
+    # store rings when more than ``ring_input_outside_max`` of its inputs lie outside the training
+    # p0.5-p99.5 range (about 1 % do on a graph like the training one).
+    drift_psi_alert: float = Field(0.2, gt=0)
+    drift_ks_alert: float = Field(0.1, gt=0, le=1)
+    drift_score_psi_alert: float = Field(0.2, gt=0)
+    drift_band_shift_alert: float = Field(0.05, gt=0, le=1)
+    drift_label_z_alert: float = Field(4.0, gt=0)
+    skew_mismatch_alert: float = Field(0.01, ge=0, le=1)
+    monitor_hub_users: int = Field(50, ge=2)
+    ring_input_outside_max: float = Field(0.1, gt=0, le=1)
+
     # Events dated later than a batch's ingestion time plus this go to the dead letters: one event
     # from a producer whose clock says 2099 would otherwise move every user's account age.
     future_event_tolerance_s: int = Field(300, ge=0)

@@ -13,6 +13,7 @@ that disappeared. Quality figures are computed over every candidate.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gnn.monitor.rings import REFERENCE_FILE, RingReference, check_ring_inputs, fit_ring_reference
 from gnn.rings.candidates import Candidates, ClusterConfig, find_candidates
 from gnn.rings.evaluate import evaluate_rings
 from gnn.rings.features import cluster_features
@@ -32,6 +34,7 @@ from graphrisk.store import GraphStore
 from pipelines.snapshot import load_snapshot
 
 MODEL_FILE = "model.pkl"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,9 @@ class RingReport:
     in_sample_quality: dict[str, Any] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    # gnn.monitor.rings: whether the clusters' features lie in the ring model's training range;
+    # when refused, no ring was kept or written.
+    input_check: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the JSON report."""
@@ -108,6 +114,7 @@ def find_rings(
         version = time.strftime("rings-%Y%m%d%H%M%S", time.gmtime(now / 1000))
         model = train_ring_model(feats, cluster_labels(cand, labels), version=version)
         model.save(model_path)
+        fit_ring_reference(feats[model.feature_names], version).save(reg_dir / REFERENCE_FILE)
     elif model_path.exists():
         model = RingModel.load(model_path)
     else:
@@ -116,15 +123,26 @@ def find_rings(
     t3 = time.perf_counter()
 
     keep = ring_scores >= settings.ring_min_score
+    check = None
+    if labels is None and (reg_dir / REFERENCE_FILE).exists():
+        check = check_ring_inputs(RingReference.load(reg_dir / REFERENCE_FILE), feats[model.feature_names],
+                                  settings.ring_input_outside_max)  # fmt: skip
+        if check.refuse:
+            # A graph unlike the training one: the scores are extrapolations, so no ring is
+            # stored and the registry stays as it was (rings the last accepted run kept live on).
+            log.warning("ring model refused: %s", check.reason)
+            keep = np.zeros(len(ring_scores), dtype=bool)
     kept = _subset(cand, keep)
     registry = RingRegistry(reg_dir)
     prev_rings, prev_members = registry.load()
     rings, members, closed, left = _next_registry(
         kept, ring_scores[keep], model.version, prev_rings, prev_members, now
     )
-    registry.save(rings, members)
+    refused = check is not None and check.refuse
+    if not refused:
+        registry.save(rings, members)
     t4 = time.perf_counter()
-    written = write_rings(store, rings, members, closed, left) if store is not None else {}
+    written = write_rings(store, rings, members, closed, left) if store is not None and not refused else {}
     t5 = time.perf_counter()
 
     quality: dict[str, Any] = {}
@@ -153,6 +171,7 @@ def find_rings(
             "ids": round(t4 - t3, 2),
             "write": round(t5 - t4, 2),
         },
+        input_check=check.to_dict() if check is not None else {},
     )
 
 
