@@ -22,7 +22,7 @@ from tests.api_fixtures import HEADERS, own_settings
 torch.set_num_threads(1)
 INV = HEADERS["investigator"]
 # Raw identifier columns of an onboarding event (what must never reach an investigator).
-RAW_COLUMNS = ("email", "phone", "ip", "document.number", "address.line1")
+RAW_COLUMNS = ("email", "phone", "ip", "document.number", "address.line1", "card_number")
 
 
 @pytest.fixture(scope="module")

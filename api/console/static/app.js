@@ -240,8 +240,9 @@
       container,
       elements: elementsOf(nodes, edges),
       style: STYLE,
-      layout: { name: "cose", animate: false, randomize: false, nodeRepulsion: 9000, idealEdgeLength: 60, numIter: 600 },
-      wheelSensitivity: 0.3,
+      // Spread enough that labels of neighbouring nodes rarely overlap; no animation (render time).
+      layout: { name: "cose", animate: false, randomize: false, nodeRepulsion: 400000, idealEdgeLength: 90,
+        nodeOverlap: 20, gravity: 0.8, numIter: 800, padding: 20 },
     });
     cy.scratch("view", view);
     cy.on("tap", "node", (evt) => {
@@ -275,6 +276,7 @@
     around.layout({ name: "concentric", animate: false, fit: false, boundingBox: {
       x1: node.position("x") - 150, y1: node.position("y") - 150, w: 300, h: 300 },
       concentric: (n) => (n.same(node) ? 2 : 1), levelWidth: () => 1, minNodeSpacing: 12 }).run();
+    cy.fit(undefined, 20); // keep the new neighbours in view
     window.consoleLastExpansion = { node: node.id(), added: added.nodes().length, edges: added.edges().length, hidden: data.hidden, total: data.total };
     document.body.dataset.expanded = String((Number(document.body.dataset.expanded) || 0) + 1);
   }
