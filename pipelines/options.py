@@ -36,6 +36,9 @@ FLINK_JOB_SERVER_JAR = REPO_ROOT / "tools" / "beam" / "flink" / "beam-flink-job-
 SPARK_JOB_SERVER_JAR = REPO_ROOT / "tools" / "beam" / "spark" / "beam-spark-job-server.jar"
 PRISM_BINARY = REPO_ROOT / "tools" / "bin" / "prism"
 
+#: How long a Prism job may run (see :func:`pipeline_options`): a day.
+PRISM_JOB_TIMEOUT_S = 86_400
+
 #: The Python (FnApi) runner named directly: the DirectRunner without its hand-over to Prism.
 FN_API_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
@@ -119,6 +122,12 @@ def pipeline_options(runner: str, workers: int = 1, extra_args: list[str] | None
             if missing:
                 raise RunnerNotBuiltError(missing)
             args.append(f"{option}={path}")
+        if runner == "PrismRunner" and not _given(args, "--job_server_timeout"):
+            # Beam 2.62's portable runner opens the job's state stream with this timeout (60 s by
+            # default); Prism honours it, so any job longer than a minute failed with
+            # DEADLINE_EXCEEDED while its workers were still writing. (Flink's and Spark's job
+            # servers refuse that early stream, and the runner reopens it without a deadline.)
+            args.append(f"--job_server_timeout={PRISM_JOB_TIMEOUT_S}")
         if runner != "PrismRunner" and not _given(args, "--environment_type"):
             args.append("--environment_type=LOOPBACK")
         if runner == "FlinkRunner" and not _given(args, "--flink_master"):

@@ -156,3 +156,18 @@ def test_worker_processes_read_the_key_from_their_environment(
         and totals["read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"]
     )
     assert store.node_counts()[NodeLabel.USER] == 12
+
+
+def test_prism_jobs_may_run_longer_than_a_minute() -> None:
+    """Beam 2.62 gives the job's state stream the job-server timeout, 60 s by default, and Prism honours it."""
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    from pipelines.options import PRISM_JOB_TIMEOUT_S, RunnerNotBuiltError
+
+    try:
+        opts = pipeline_options("PrismRunner")
+    except RunnerNotBuiltError as exc:
+        pytest.skip(str(exc))
+    assert opts.view_as(PortableOptions).job_server_timeout == PRISM_JOB_TIMEOUT_S >= 3600
+    given = pipeline_options("PrismRunner", extra_args=["--job_server_timeout=90"])
+    assert given.view_as(PortableOptions).job_server_timeout == 90
