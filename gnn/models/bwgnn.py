@@ -16,6 +16,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from gnn.models.train import GNNScorer
+from gnn.sampling import CSR, CSRGraph
 
 EdgeType = tuple[str, str, str]
 
@@ -77,6 +78,13 @@ class BWGNN(nn.Module):
     Shapes:
         input: ``x_dict[target]: [N, in_dim]``, ``edge_index_dict[r]: [2, E_r]``;
         output: logits ``[N]``.
+
+    Scaling: each power :math:`L^k h` is one propagation of the previous power over the whole
+    graph, so :meth:`layerwise_inference` computes them one at a time over chunks of nodes, exactly.
+    Mini-batch training on sampled neighbourhoods is an approximation for this model, more than
+    for SAGE: the filters are polynomials of the *normalised* Laplacian, and a sampled subgraph's
+    degrees (hence ``edge_norm`` and the spectrum the bands split) are not the full graph's. Train
+    it full-batch where the graph fits; score it layer-wise.
     """
 
     def __init__(
@@ -135,6 +143,58 @@ class BWGNN(nn.Module):
             parts.extend([torch.zeros_like(h)] * (self.order + 1))
         z = nn.functional.dropout(torch.cat(parts, -1), self.dropout, self.training)
         return self.head(z).squeeze(-1)
+
+    @torch.no_grad()
+    def layerwise_inference(
+        self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk_size: int = 65_536
+    ) -> torch.Tensor:
+        """Logits ``[N]`` over the whole graph, one Laplacian power at a time over chunks of
+        ``chunk_size`` nodes (eval mode). Equals ``forward``'s to float rounding.
+
+        Holds ``banks * (order + 1)`` tensors ``[N, hidden]`` (every power of every bank) on the
+        module's device; the chunks bound each propagation's edges.
+        """
+        dev = next(self.parameters()).device
+        x = x_dict[self.target]
+        n = x.shape[0]
+        starts = range(0, n, chunk_size)
+        h = torch.cat([self.encoder(x[a : a + chunk_size].to(dev)) for a in starts]) if n else x.new_zeros(0)
+        csrs = [graph[r] for r in self.relations if r in graph]
+        if self.homogeneous and csrs:
+            # One graph of all relations, as forward's concatenated edge_index.
+            src = torch.cat([c.indices for c in csrs])
+            dst = torch.cat([c.destinations() for c in csrs])
+            csrs = [CSR.from_edge_index(torch.stack([src, dst]), n, n)]
+        banks = []
+        for csr in csrs:
+            dst = csr.destinations()
+            norm = (csr.out_degree()[csr.indices] * csr.in_degree()[dst]).clamp_min(1).float().rsqrt()
+            powers = [h]
+            for _ in range(self.order):
+                prev = powers[-1]
+                powers.append(
+                    torch.cat(
+                        [
+                            prev[a : a + chunk_size]
+                            - csr.aggregate(prev, a, min(a + chunk_size, n), norm, reduce="sum")
+                            for a in starts
+                        ]
+                    )
+                    if n
+                    else prev
+                )
+            banks.append(powers)
+        logits = []
+        for a in starts:
+            b = min(a + chunk_size, n)
+            parts = [torch.relu(self.self_lin(h[a:b]))]
+            for powers in banks:
+                stacked = torch.stack([p[a:b] for p in powers])
+                parts.extend(torch.einsum("ik,knh->inh", self.coef, stacked).unbind(0))
+            if not banks:
+                parts.extend([torch.zeros_like(h[a:b])] * (self.order + 1))
+            logits.append(self.head(torch.cat(parts, -1)).squeeze(-1))
+        return torch.cat(logits) if logits else h.new_zeros(0)
 
     def __repr__(self) -> str:
         mode = "homo" if self.homogeneous else "hetero"

@@ -7,6 +7,7 @@ from torch import nn
 from torch_geometric.nn import HeteroConv, SAGEConv
 
 from gnn.models.train import GNNScorer
+from gnn.sampling import CSRGraph
 
 EdgeType = tuple[str, str, str]
 
@@ -34,6 +35,10 @@ class HeteroSAGE(nn.Module):
     Shapes:
         input: ``x_dict[t]: [N_t, in_dims[t]]``, ``edge_index_dict[r]: [2, E_r]``;
         output: logits ``[N_target]``.
+
+    Every layer reads only the previous layer's output, so :meth:`layerwise_inference` computes
+    the whole graph one layer at a time over chunks of nodes (PyG's layer-wise inference): no
+    node's receptive field is ever materialised, and no neighbour is sampled.
     """
 
     def __init__(
@@ -81,6 +86,79 @@ class HeteroSAGE(nn.Module):
             }
             outs.append(h[self.target])
         return self.head(torch.cat(outs, dim=-1)).squeeze(-1)
+
+    @torch.no_grad()
+    def layerwise_embeddings(
+        self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk_size: int = 65_536
+    ) -> torch.Tensor:
+        """The target's jumping-knowledge input to the head, ``[N_target, hidden * (layers + 1)]``,
+        full neighbourhoods, computed layer by layer over chunks of ``chunk_size`` nodes (eval mode:
+        no dropout). Equals ``forward``'s to float rounding.
+
+        Layer outputs (``[N_t, hidden]`` per type) live on the module's device; the chunks bound
+        everything else (each chunk's in-edges, its neighbour means). ``x_dict`` may stay on the CPU.
+        """
+        dev = next(self.parameters()).device
+        h = {}
+        for nt, lin in self.inputs.items():
+            x = x_dict[nt]
+            h[nt] = torch.cat(
+                [
+                    torch.relu(lin(x[a : a + chunk_size].to(dev)))
+                    for a in range(0, max(x.shape[0], 1), chunk_size)
+                ]
+            )[: x.shape[0]]
+        outs = [h[self.target]]
+        for conv, selfs in zip(self.convs, self.selfs, strict=True):
+            h = {nt: self._layer(conv, selfs[nt], nt, h, graph, chunk_size) for nt in h}
+            outs.append(h[self.target])
+        return torch.cat(outs, dim=-1)
+
+    @torch.no_grad()
+    def layerwise_inference(
+        self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk_size: int = 65_536
+    ) -> torch.Tensor:
+        """Logits ``[N_target]`` over the whole graph, layer by layer (see :meth:`layerwise_embeddings`)."""
+        z = self.layerwise_embeddings(x_dict, graph, chunk_size)
+        return (
+            torch.cat(
+                [self.head(z[a : a + chunk_size]).squeeze(-1) for a in range(0, z.shape[0], chunk_size)]
+            )
+            if z.shape[0]
+            else z.new_zeros(0)
+        )
+
+    def _layer(
+        self,
+        conv: HeteroConv,
+        self_lin: nn.Linear,
+        nt: str,
+        h: dict[str, torch.Tensor],
+        graph: CSRGraph,
+        chunk_size: int,
+    ) -> torch.Tensor:
+        """One layer's output for every node of type ``nt``, from the previous layer's ``h``."""
+        rels = [et for et in conv.convs.keys() if et[2] == nt and et in graph]  # noqa: SIM118
+        for et in rels:
+            c = conv.convs[et]
+            if c.aggr != "mean" or c.project or c.normalize or not c.root_weight:
+                raise NotImplementedError(f"layer-wise inference supports plain mean SAGEConv only, not {c}")
+        # forward sums, per relation, lin_l(mean) + lin_r(h_dst), plus the self path: the
+        # three terms on h_dst fold into one weight, and every term into one matrix product.
+        root = self_lin.weight + sum(
+            (conv.convs[et].lin_r.weight for et in rels), torch.zeros_like(self_lin.weight)
+        )
+        weight = torch.cat([root] + [conv.convs[et].lin_l.weight for et in rels], dim=1)
+        bias = self_lin.bias + sum(
+            (conv.convs[et].lin_l.bias for et in rels), torch.zeros_like(self_lin.bias)
+        )
+        n = h[nt].shape[0]
+        out = h[nt].new_empty((n, self.hidden))
+        for a in range(0, n, chunk_size):
+            b = min(a + chunk_size, n)
+            parts = [h[nt][a:b]] + [graph[et].aggregate(h[et[0]], a, b) for et in rels]
+            out[a:b] = torch.relu(torch.addmm(bias, torch.cat(parts, dim=1), weight.t()))
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(hidden={self.hidden}, layers={len(self.convs)}, relations={len(self.convs[0].convs)})"
