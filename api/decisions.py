@@ -346,6 +346,11 @@ def merge_labels(base: pd.DataFrame, decided: pd.DataFrame) -> tuple[pd.DataFram
     if decided.empty:
         return base.copy(), {"decided": 0, "changed": 0, "added": 0}
     out = base.drop_duplicates("user_id", keep="last").reset_index(drop=True)
+    # Wide enough for any label (files come as int8), and plain objects for the ring columns
+    # (string or categorical columns refuse values they have not seen).
+    out["is_fraud"] = out["is_fraud"].astype("int64")
+    for column in ("ring_id", "typology"):
+        out[column] = out[column].astype(object) if column in out else None
     decided = decided.drop_duplicates("user_id", keep="last").set_index("user_id")
     position = pd.Index(out["user_id"]).get_indexer(decided.index)
     present = position >= 0
@@ -353,8 +358,6 @@ def merge_labels(base: pd.DataFrame, decided: pd.DataFrame) -> tuple[pd.DataFram
     now = decided["is_fraud"].to_numpy()[present]
     out.loc[position[present], "is_fraud"] = now
     for column in ("ring_id", "typology"):
-        if column not in out:
-            out[column] = None
         values = decided[column].to_numpy()[present]
         has = pd.notna(values)
         out.loc[position[present][has], column] = values[has]

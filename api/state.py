@@ -386,6 +386,21 @@ class AppState:
         """Row of each explainable user in the published inputs."""
         return self.snapshot.input_row
 
+    @property
+    def inputs(self) -> np.ndarray:
+        """Published input rows of the explainable users."""
+        return self.snapshot.inputs
+
+    @property
+    def inputs_version(self) -> str | None:
+        """The model version the published input rows came from."""
+        return self.snapshot.inputs_version
+
+    @property
+    def ring_scores(self) -> np.ndarray:
+        """Live rings' scores, negated, in ``ring_summaries`` order."""
+        return self.snapshot.ring_scores
+
     def published_inputs(self, user_id: str) -> np.ndarray | None:
         """:meth:`Snapshot.published_inputs` of the current snapshot."""
         return self.snapshot.published_inputs(user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,10 @@ def test_flagged_users_are_explained_from_the_row_the_batch_scored(
     body = client.get(f"/v1/users/{calm[0]}/explanation", headers=HEADERS["investigator"]).json()
     assert body["basis"] == "rescored"
     # Rows scored by another model version no longer explain the production model's score.
-    monkeypatch.setattr(state, "inputs_version", "some-older-version")
+    # (The served snapshot is immutable: a reload swaps in another, as this does.)
+    monkeypatch.setattr(
+        state, "snapshot", dataclasses.replace(state.snapshot, inputs_version="some-older-version")
+    )
     body = client.get(f"/v1/users/{flagged[0]}/explanation", headers=HEADERS["investigator"]).json()
     assert body["basis"] == "rescored"
 

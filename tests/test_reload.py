@@ -56,6 +56,7 @@ def test_reload_serves_new_scores_model_and_rollback(world: dict[str, Any], tmp_
         assert ready["model_version"] == world["version"] and ready["scores_snapshot"].startswith(
             world["version"]
         )
+        before = ready["scores_snapshot"]
         first = client.get(f"/v1/users/{user}/score", headers=HEADERS["investigator"]).json()
 
         _publish_scores(settings, user, 0.987654, "block")
@@ -66,7 +67,11 @@ def test_reload_serves_new_scores_model_and_rollback(world: dict[str, Any], tmp_
         after = client.get(f"/v1/users/{user}/score", headers=HEADERS["investigator"]).json()
         assert after["score"] == 0.987654 and after["band"] == "block" and first["score"] != after["score"]
         ready = client.get("/readyz", headers=HEADERS["admin"]).json()["detail"]
-        assert ready["model_version"] == version and ready["scores_snapshot"] != first.get("scores_snapshot")
+        assert ready["model_version"] == version and ready["scores_snapshot"] != before
+        anonymous = client.get("/readyz")  # anyone sees what is served, in headers
+        assert anonymous.json() == {"status": "ok", "detail": {}}
+        assert anonymous.headers["X-Model-Version"] == version
+        assert anonymous.headers["X-Scores-Snapshot"] == ready["scores_snapshot"]
 
         ModelRegistry(settings.data_dir / "models").rollback()
         client.post("/v1/admin/reload", headers=HEADERS["admin"])

@@ -34,7 +34,10 @@ async def healthz() -> HealthResponse:
 async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
     """The store answers (within the store timeout) and a model is loaded; 503 otherwise.
 
-    Only ``ok`` or ``unavailable`` for most callers; an admin key also gets what was checked.
+    Only ``ok`` or ``unavailable`` in the body for most callers; an admin key also gets what was
+    checked. Every caller gets what is served in headers, ``X-Model-Version`` and
+    ``X-Scores-Snapshot`` (``<model version>@<stamp>``), so a deployment can check that a new
+    publication was picked up (``api.state``: reloaded without a restart).
     """
     detail: dict[str, object] = state.describe()
     try:
@@ -50,7 +53,12 @@ async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
     ready = detail["store"] == "ok" and detail["model_version"] is not None and audit_ok
     shown = detail if caller is not None and caller.role in DETAIL_ROLES else {}
     body = HealthResponse(status="ok" if ready else "unavailable", detail=shown)
-    headers = None if ready else {"Retry-After": state.store_calls.retry_after}
+    headers = {
+        "X-Model-Version": str(detail["model_version"] or "none"),
+        "X-Scores-Snapshot": str(detail["scores_snapshot"] or "none"),
+    }
+    if not ready:
+        headers["Retry-After"] = state.store_calls.retry_after
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
 
 
