@@ -20,6 +20,11 @@ What holds, and why:
 - **Verification** at start and every ``verify_interval_s`` (and ``graphrisk audit verify``):
   the chain, its HMACs and the anchors. A failure sets ``graphrisk_audit_verification_failed``;
   a chain shorter than a seq seen or anchored before sets ``graphrisk_audit_sequence_shrunk``.
+- **Retention.** :meth:`AuditLog.prune` deletes a verified prefix of entries older than the
+  retention, after recording a signed checkpoint (the last pruned seq, its hash, the legacy
+  entries in it) in ``audit_checkpoint``, in the same transaction. Verification then starts
+  from the latest checkpoint instead of the genesis: the first kept entry must chain to it.
+  Deleting the checkpoint, or pruning without one, breaks the chain at the first kept entry.
 - **Migration.** Entries written before the chain was keyed (plain SHA-256) are accepted only as
   a prefix, and reported (``unkeyed_entries``); a plain-SHA entry after a keyed one is tampering.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import hmac
@@ -47,13 +53,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from api.db import DEFAULT_LOCK_TIMEOUT_S, create_tables, make_engine, write_transaction
-from graphrisk.errors import AuditUnavailableError, ConfigError
+from graphrisk.errors import AuditUnavailableError, ConfigError, GraphRiskError
 
 if TYPE_CHECKING:
     from graphrisk.config import Settings
@@ -74,6 +80,20 @@ audit_table = Table(
     Column("detail", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+)
+# One row per pruning: the chain's state at the last pruned entry, signed with the chain key.
+# Verification starts from the row with the highest seq.
+checkpoint_table = Table(
+    "audit_checkpoint",
+    _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("unkeyed", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("before_ms", BigInteger, nullable=False),
+    Column("pruned", Integer, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("sig", String(64), nullable=False),
 )
 
 # With several workers (api.metrics.MULTIPROC_ENV) each gauge says how the workers' values
@@ -192,6 +212,10 @@ def anchor_path(settings: Settings) -> Path:
     return settings.data_dir / "audit" / f"anchors-{db}.jsonl"
 
 
+class AuditIntegrityError(GraphRiskError):
+    """The chain does not verify, so an operation that relies on it (pruning) is refused."""
+
+
 @dataclass(frozen=True)
 class Verification:
     """The outcome of checking the chain against its key and anchors.
@@ -199,7 +223,11 @@ class Verification:
     ``problem`` is one of ``broken`` (a row does not chain or its hash is wrong), ``unkeyed_after_keyed``
     (a plain SHA-256 row after keyed ones: rewritten without the key), ``rewritten`` (another head at
     an anchored seq), ``truncated`` (the chain ends before a seq anchored or seen before),
-    ``bad_anchor`` (an anchor line whose signature does not verify), or ``None``.
+    ``bad_anchor`` (an anchor line whose signature does not verify), ``bad_checkpoint`` (the
+    latest checkpoint's signature does not verify), or ``None``.
+
+    ``entries`` counts the pruned prefix too (it is the head's seq on a whole chain);
+    ``pruned_through`` is the checkpoint's seq verification started after (0: the genesis).
     """
 
     ok: bool
@@ -212,6 +240,7 @@ class Verification:
     unkeyed_entries: int = 0
     anchors: int = 0
     anchored_seq: int = 0
+    pruned_through: int = 0
 
     @property
     def keyed(self) -> bool:
@@ -528,10 +557,19 @@ class AuditLog:
             return self._record(Verification(False, 0, 0, GENESIS, problem="bad_anchor", detail=str(bad)))
         memory = dict([self._seen, *([self._lost] if self._lost else [])])
         memory.pop(0, None)
-        start = self._verified if not full else None
-        if start is not None and not self._still_there(start, anchored, memory):
-            start = None
-        result = self._walk(anchored, memory, start)
+        # Twice at most: a pruning between reading the checkpoint and walking the chain makes
+        # the walk miss rows it expected; with the new checkpoint it does not.
+        for attempt in range(2):
+            try:
+                base = self._checkpoint()
+            except _BadCheckpoint as bad:
+                return self._record(
+                    Verification(False, 0, 0, GENESIS, problem="bad_checkpoint", detail=str(bad))
+                )
+            pruned = base.seq if base is not None else 0
+            result = self._walk_from(anchored, memory, base, full)
+            if result.ok or attempt or self._checkpoint_seq() == pruned:
+                break
         expected = max(max(anchored, default=0), max(memory, default=0))
         if result.ok and result.head_seq < expected:
             result = Verification(
@@ -540,7 +578,161 @@ class AuditLog:
                 unkeyed_entries=result.unkeyed_entries, anchors=len(anchored),
                 anchored_seq=max(anchored, default=0),
             )  # fmt: skip
-        return self._record(result, anchored)
+        return self._record(dataclasses.replace(result, pruned_through=pruned), anchored)
+
+    def _walk_from(
+        self, anchored: dict[int, str], memory: dict[int, str], base: _Verified | None, full: bool
+    ) -> Verification:
+        """:meth:`_walk` from the last passing verification (incremental) or the checkpoint."""
+        if base is not None:
+            # Of what was anchored or seen at or before the checkpoint only its own seq is left
+            # to compare; the rows before it are gone.
+            for seq, head in (*anchored.items(), *memory.items()):
+                if seq == base.seq and head != base.hash:
+                    return Verification(False, base.seq, base.seq, base.hash, first_bad_seq=seq, problem="rewritten",
+                                        detail=f"the checkpoint at seq {seq} differs from its anchored hash",
+                                        anchors=len(anchored), anchored_seq=max(anchored, default=0))  # fmt: skip
+        start = self._verified if not full else None
+        if start is not None and not self._still_there(start, anchored, memory):
+            start = None
+        if start is None or (base is not None and start.seq < base.seq):
+            start = base
+        return self._walk(anchored, memory, start)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def _sign_checkpoint(self, seq: int, head: str, unkeyed: int, at_ms: int, before_ms: int, pruned: int, kid: str) -> str:  # fmt: skip
+        msg = json.dumps(
+            ["checkpoint", seq, head, unkeyed, at_ms, before_ms, pruned, kid], separators=(",", ":")
+        )
+        return hmac.new(self._key, msg.encode(), hashlib.sha256).hexdigest()
+
+    def _checkpoint_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(checkpoint_table.c.seq))).scalar() or 0)
+
+    def _checkpoint(self) -> _Verified | None:
+        """The latest checkpoint as a verified starting point (``None``: nothing was pruned).
+
+        Raises:
+            _BadCheckpoint: its signature does not verify with this key.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoint_table).order_by(checkpoint_table.c.seq.desc()).limit(1)
+            ).first()
+        if row is None:
+            return None
+        expected = self._sign_checkpoint(int(row.seq), str(row.hash), int(row.unkeyed), int(row.at_ms),
+                                         int(row.before_ms), int(row.pruned), str(row.key_id))  # fmt: skip
+        if row.key_id != self.key_id or not hmac.compare_digest(str(row.sig), expected):
+            raise _BadCheckpoint(f"the checkpoint at seq {row.seq} does not verify with this key")
+        return _Verified(int(row.seq), str(row.hash), int(row.unkeyed), {})
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every pruning's checkpoint, oldest first (for reports)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(checkpoint_table).order_by(checkpoint_table.c.seq)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def prune(self, before_ms: int) -> dict[str, Any]:
+        """Delete the entries written before ``before_ms`` (epoch ms), keeping the chain verifiable.
+
+        Only a prefix goes, never the head (the next append chains to it), and only after a full
+        verification passes: a checkpoint of a tampered chain would launder the tampering. The
+        signed checkpoint of the last pruned entry is written, and the prefix deleted, in one
+        transaction; the checkpoint is also anchored. Returns what was done.
+
+        Raises:
+            AuditIntegrityError: the chain does not verify; nothing is pruned.
+        """
+        self.flush()
+        verified = self.check(full=True)
+        if not verified.ok:
+            raise AuditIntegrityError(
+                f"the audit chain does not verify ({verified.problem} at seq {verified.first_bad_seq}); not pruning"
+            )
+        with write_transaction(self.engine, "audit_log") as conn:
+            head = conn.execute(select(func.max(audit_table.c.seq))).scalar()
+            first_kept = conn.execute(
+                select(func.min(audit_table.c.seq)).where(audit_table.c.at_ms >= before_ms)
+            ).scalar()
+            done = int(conn.execute(select(func.max(checkpoint_table.c.seq))).scalar() or 0)
+            if head is None:
+                return {"pruned": 0, "through_seq": done, "before_ms": before_ms}
+            last = min(
+                int(head) - 1, verified.head_seq, int(first_kept) - 1 if first_kept is not None else int(head)
+            )
+            if last <= done:
+                return {"pruned": 0, "through_seq": done, "before_ms": before_ms}
+            row = conn.execute(select(audit_table).where(audit_table.c.seq == last)).one()
+            unkeyed = min(verified.unkeyed_entries, last)  # the legacy entries are a prefix
+            at_ms = int(time.time() * 1000)
+            pruned = int(
+                conn.execute(
+                    select(func.count()).select_from(audit_table).where(audit_table.c.seq <= last)
+                ).scalar()
+                or 0
+            )
+            sig = self._sign_checkpoint(last, str(row.hash), unkeyed, at_ms, before_ms, pruned, self.key_id)
+            conn.execute(checkpoint_table.insert(), [{
+                "seq": last, "hash": str(row.hash), "unkeyed": unkeyed, "at_ms": at_ms, "before_ms": before_ms,
+                "pruned": pruned, "key_id": self.key_id, "sig": sig,
+            }])  # fmt: skip
+            conn.execute(delete(audit_table).where(audit_table.c.seq <= last))
+        if self.anchors is not None:
+            try:
+                self._write_anchor(last, str(row.hash))
+            except OSError as exc:
+                log.error("audit: could not anchor the checkpoint at seq %d: %s", last, exc)
+        log.info("audit: pruned %d entries through seq %d (written before %d)", pruned, last, before_ms)
+        return {"pruned": pruned, "through_seq": last, "through_hash": str(row.hash), "before_ms": before_ms}
+
+    # -- single entries ----------------------------------------------------------------------
+
+    def entry(self, seq: int) -> dict[str, Any] | None:
+        """One stored entry (``None``: no such seq, or pruned)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(audit_table).where(audit_table.c.seq == seq)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def verify_entry(self, seq: int) -> dict[str, Any]:
+        """Where one entry stands in the chain: its own HMAC, its link to the entry before (or
+        the checkpoint, or the genesis), and the next entry's link to it.
+
+        A whole-chain check (:meth:`check`) is what proves no entry before it was edited; this
+        proves the entry itself is the one chained at ``seq``.
+
+        Raises:
+            KeyError: no entry has that seq (never written, or pruned).
+        """
+        e = self.entry(seq)
+        if e is None:
+            raise KeyError(f"no audit entry with seq {seq} (never written, or pruned by retention)")
+        fields = (e["at_ms"], e["actor"], e["role"], e["action"], e["target"], e["detail"])
+        keyed = hmac.compare_digest(e["hash"], _keyed_hash(self._key, e["prev_hash"], seq, *fields))
+        before = self.entry(seq - 1) if seq > 1 else None
+        try:
+            base = self._checkpoint()
+        except _BadCheckpoint:
+            base = None  # reported by check(); here the entry just cannot link to it
+        if before is not None:
+            prev, via = str(before["hash"]), f"seq {seq - 1}"
+        elif base is not None and base.seq == seq - 1:
+            prev, via = base.hash, f"checkpoint at seq {base.seq}"
+        else:
+            prev, via = (GENESIS, "genesis") if seq == 1 else (None, "missing")
+        after = self.entry(seq + 1)
+        return {
+            "seq": seq,
+            "hash": e["hash"],
+            "hmac_ok": keyed,
+            "links_to": via,
+            "prev_ok": prev is not None and hmac.compare_digest(str(e["prev_hash"]), prev),
+            "next_ok": None
+            if after is None
+            else hmac.compare_digest(str(after["prev_hash"]), str(e["hash"])),
+        }
 
     def _still_there(self, start: _Verified, anchored: dict[int, str], memory: dict[int, str]) -> bool:
         """Whether the last verified entry, and anchors at or before it that the last
@@ -753,3 +945,7 @@ class AuditLog:
 
 class _BadAnchor(Exception):
     """An anchor line is malformed, unsigned, or contradicts another (internal to verification)."""
+
+
+class _BadCheckpoint(Exception):
+    """The latest checkpoint's signature does not verify (internal to verification)."""

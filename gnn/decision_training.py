@@ -22,6 +22,7 @@ from gnn.asof import ONBOARDING, REFRESH
 from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run_backtest
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
+from gnn.lineage import label_set_hash
 from gnn.models.base import tabular_features
 from gnn.monitor.reference import save_decision_references
 from gnn.registry import ModelMeta, ModelRegistry
@@ -118,6 +119,7 @@ def train_decision_point_models(
         {
             "model_name": "decision-points",
             "snapshot_hash": f"events-until-{result.end}",
+            "label_set_hash": label_set_hash(labels),
             "feature_names": list(models[REFRESH].feature_names),
             "hyperparameters": {
                 p: json.loads(json.dumps(DecisionScorer(m).config, default=str)) for p, m in models.items()

@@ -19,6 +19,7 @@ import pandas as pd
 
 from gnn.data.entity_graph import VELOCITY_RELS, WINDOWS_MS
 from gnn.explain import DEFAULT_MIN_CONTRIBUTION, Contribution, booster_score, top_reasons
+from gnn.lineage import feature_row_hash
 from gnn.online_features import IdentifierLinks, StarFeatures
 from gnn.training import RiskModel
 from graphrisk.clean_event import RepeatedIdentifiers, clean_event
@@ -57,6 +58,11 @@ class ApplicantScore:
     reasons: list[tuple[str, str, float]]
     contributions: list[Contribution]
     nodes: dict[RelType, str] = field(default_factory=dict)  # the applicant's pseudonymised identifiers
+    # gnn.lineage.feature_row_hash of the row scored: the tree model's input row
+    # ("model_inputs"), or for other models the applicant's own features ("user_features").
+    # Only the hash goes to the audit trail: the row is derived from personal data.
+    input_row_hash: str | None = None
+    input_row_kind: str | None = None
 
 
 def applicant_features(
@@ -354,14 +360,18 @@ class ApplicantScorer:
         contributions: list[Contribution] = []
         scorer = self.model.scorer
         if self.fast:
+            row = self.star.row(x0, identifiers, now)
             raw0, contributions = booster_score(
-                scorer.booster_, getattr(scorer, "_best_iteration", None),
-                self.star.row(x0, identifiers, now), self.star.names, explain,
+                scorer.booster_, getattr(scorer, "_best_iteration", None), row, self.star.names, explain,
             )  # fmt: skip
+            lineage = (feature_row_hash(row, self.star.names), "model_inputs")
         else:
             dataset = self.star.dataset(x0, identifiers, now)
             raw0 = float(scorer.predict_proba(dataset, label_mask=dataset.y >= 0)[0])
-        return self._result(raw0, contributions, links)
+            lineage = (feature_row_hash(x0, self.feature_names), "user_features")
+        result = self._result(raw0, contributions, links)
+        result.input_row_hash, result.input_row_kind = lineage
+        return result
 
     def _result(
         self, raw0: float, contributions: list[Contribution], links: list[dict[str, Any]]

@@ -187,6 +187,10 @@ class StarFeatures:
         get = self._row_of.get
         return np.fromiter((get(u, -1) for u in users), dtype=np.int64, count=len(users))
 
+    def position(self, user_id: str) -> int | None:
+        """The user's row in the published ``user_features.parquet`` (``None``: not published)."""
+        return self._row_of.get(user_id)
+
     def features_of(self, user_id: str) -> np.ndarray:
         """A published user's own features.
 

@@ -44,6 +44,9 @@ class ModelMeta:
     dataset: str
     threshold: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # gnn.lineage.label_set_hash of the labels it was trained from (None: registered before
+    # versions recorded it).
+    label_set_hash: str | None = None
 
 
 def code_version(repo: Path | None = None) -> str:
@@ -172,6 +175,7 @@ def model_card(meta: ModelMeta) -> str:
 
 - **Model**: {meta.model_name}
 - **Trained on**: {meta.dataset}, snapshot `{meta.snapshot_hash[:16]}`
+- **Label set**: `{(meta.label_set_hash or "not recorded")[:16]}`
 - **Code version**: `{meta.code_version}`
 - **Created**: {time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(meta.created_at / 1000))}
 - **Decision threshold**: {meta.threshold if meta.threshold is not None else "n/a"}

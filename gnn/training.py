@@ -24,6 +24,7 @@ from gnn.calibration import Calibrator
 from gnn.data.dataset import NodeDataset
 from gnn.data.entity_graph import entity_graph_dataset
 from gnn.evaluate import recall_at_k
+from gnn.lineage import label_set_hash
 from gnn.models import make_model, seed_everything
 from gnn.models.base import FeatureOptions
 from gnn.registry import ModelMeta, ModelRegistry
@@ -285,6 +286,7 @@ def train_entity_model(
         {
             "model_name": name,
             "snapshot_hash": manifest.get("snapshot_hash", "none"),
+            "label_set_hash": label_set_hash(labels),
             "feature_names": list(scorer.feature_names),
             "hyperparameters": {k: json.loads(json.dumps(v, default=str)) for k, v in scorer.config.items()},
             "metrics": metrics,

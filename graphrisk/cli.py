@@ -301,6 +301,7 @@ def refresh_cmd(
             downstream = _score_and_rings(s, store)
         downstream["monitor"] = _monitor_refresh(s, downstream)
     body = report.to_dict() | downstream
+    body["retention"] = _retention_after_refresh(s)
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
     save_report(s, "refresh", body | {"graph": summary})
     if report.changed_after_processing:
@@ -753,6 +754,107 @@ def audit_verify_cmd(
             f"[red]audit chain verification failed:[/red] {result.problem}: {escape(result.detail)}"
         )
         raise typer.Exit(1)
+
+
+@app.command("trace")
+def trace_cmd(
+    seq: Annotated[int, typer.Argument(min=1, help="The audit entry's seq (a `score` or `read_score`).")],
+) -> None:
+    """Trace a served score from its audit entry: the entry's place in the chain, the model
+    version, its training snapshot and label set hashes, the code versions, the thresholds in
+    force, and the feature row (fetched and re-hashed while its publication is current) or its
+    hash (online scores). Exits 1 when a check fails."""
+    from graphrisk.trace import trace_score
+
+    s = _settings()
+    with _errors_exit():
+        report = trace_score(s, seq)
+    model, row = report["model"], report["feature_row"] or {}
+    table = Table(title=f"audit entry {seq}: {report['entry']['action']} of {report['entry']['target']}")
+    table.add_column("link")
+    table.add_column("value", overflow="fold")
+    for name, value in (
+        ("audit entry", f"seq {seq}, hash {report['entry']['hash'][:16]}, by {report['entry']['actor']}"),
+        ("chain position", report["chain"]["position"]["links_to"]),
+        ("served", f"{report['served']['score']} ({report['served']['band']})"),
+        ("model version", model.get("version")),
+        ("training snapshot", model.get("snapshot_hash")),
+        ("label set", model.get("label_set_hash")),
+        ("model code version", report["code"]["model_code_version"]),
+        ("serving code version", report["code"]["serving_code_version"]),
+        ("thresholds in force", json.dumps(report["thresholds"])),
+        ("feature row", f"{row.get('kind')} {row.get('file', '')} row {row.get('row', '-')}"),
+        ("feature row hash", row.get("hash")),
+    ):
+        table.add_row(name, escape(str(value)))
+    for name, ok in report["checks"].items():
+        if ok is not None:
+            table.add_row(f"check: {name}", "[green]ok[/green]" if ok else "[red]FAILED[/red]")
+    console.print(table)
+    save_report(s, "trace", report)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("erase")
+def erase_cmd(
+    user_id: Annotated[str, typer.Argument(help="The user to erase.")],
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links",
+            help="Also delete the user's pseudonymous links: its graph node and relationships, identifier "
+            "nodes only it used, its recent applications.",
+        ),
+    ] = False,
+    actor: Annotated[
+        str | None, typer.Option(help="Who erases (recorded in the audit trail; default: the OS user).")
+    ] = None,
+) -> None:
+    """Erase a person (GDPR art. 17): remove dead-letter lines naming the user, redact decision
+    notes on or naming the user and, with --links, the graph links; record the erasure (counts,
+    under a keyed pseudonym of the user) in the audit trail."""
+    import getpass
+
+    from graphrisk.privacy import erase
+    from graphrisk.store import GraphStore
+
+    s = _settings()
+    who = actor or getpass.getuser()
+    with _errors_exit():
+        if links:
+            with GraphStore(s) as store:
+                report = erase(s, user_id, actor=who, links=True, store=store)
+        else:
+            report = erase(s, user_id, actor=who)
+    save_report(s, "erase", report.to_dict())
+
+
+@app.command("retention")
+def retention_cmd() -> None:
+    """Enforce retention: delete dead letters and shadow logs older than their settings, and prune
+    audit entries older than audit_retention_days behind a signed checkpoint (verification then
+    starts there). Run by the hourly job (the end of `graphrisk refresh`). Exits 1 when the audit
+    chain does not verify (then nothing is pruned from it)."""
+    from graphrisk.privacy import enforce_retention
+
+    s = _settings()
+    with _errors_exit():
+        report = enforce_retention(s)
+    save_report(s, "retention", report.to_dict())
+
+
+def _retention_after_refresh(s: Settings) -> dict[str, Any] | str:
+    """Retention at the end of the hourly refresh; its failure is reported, not fatal (the
+    refresh's graph and scores are already published)."""
+    from api.audit import AuditIntegrityError
+    from graphrisk.privacy import enforce_retention
+
+    try:
+        return enforce_retention(s).to_dict()
+    except (AuditIntegrityError, OSError) as exc:
+        console.print(f"retention not enforced: {exc}", markup=False, style="yellow")
+        return f"failed: {exc}"
 
 
 @app.command("decisions-export")

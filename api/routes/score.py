@@ -6,11 +6,13 @@ import asyncio
 import hashlib
 import json
 import time
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import Onboarding, ScoreCaller, State, StrictJSONRoute
+from api.lineage import batch_lineage, online_lineage
 from api.metrics import SCORES
 from api.redact import scrub
 from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
@@ -34,8 +36,9 @@ def _unavailable(reason: str) -> HTTPException:
 
 def _score_new(
     state: AppState, snap: Snapshot, applicant: Applicant, payload: dict[str, object]
-) -> ScoreResponse:
-    """A new applicant's score from its k-hop neighbourhood (CPU and store bound: runs on a worker thread)."""
+) -> tuple[ScoreResponse, dict[str, Any]]:
+    """A new applicant's score from its k-hop neighbourhood, and its lineage (CPU and store
+    bound: runs on a worker thread)."""
     scorer = snap.applicant_scorer
     if scorer is None:
         raise _unavailable("no production model is loaded")
@@ -72,9 +75,10 @@ def _score_new(
                                  text=f"shares identifiers with {len(result.known_fraud_neighbours)} confirmed fraud users"))  # fmt: skip
     assert snap.model_meta is not None
     ring = next((snap.ring_of[u] for u in result.known_fraud_neighbours if u in snap.ring_of), None)
-    return ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
+    response = ScoreResponse(user_id=applicant.user_id, score=result.score, band=result.band,  # type: ignore[arg-type]
                              model_version=snap.model_meta.version, known_user=False, reasons=reasons,
                              ring_id=ring, linked_users=result.linked_users)  # fmt: skip
+    return response, online_lineage(snap, result, now)
 
 
 @router.post("/score", response_model=ScoreResponse, responses=error_responses(*BODY_ERRORS, *V1_ERRORS))
@@ -90,12 +94,13 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
         response = ScoreResponse(user_id=applicant.user_id, score=cached.score, band=cached.band,  # type: ignore[arg-type]
                                  model_version=cached.model_version, known_user=True, stale=stale,
                                  ring_id=snap.ring_of.get(applicant.user_id))  # fmt: skip
+        lineage = batch_lineage(snap, applicant.user_id, cached)
         kind = "known"
     else:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(state.scoring_pool, _score_new, state, snap, applicant, payload)
         try:
-            response = await asyncio.wait_for(work, state.settings.new_applicant_timeout_s)
+            response, lineage = await asyncio.wait_for(work, state.settings.new_applicant_timeout_s)
         except TimeoutError:
             # A hung store must not hold the onboarding service: it gets a clear retry instead.
             raise _unavailable("scoring took too long; retry later") from None
@@ -104,7 +109,7 @@ async def score_applicant(applicant: Applicant, state: State, caller: ScoreCalle
     state.audit.append(caller.name, caller.role.value, "score", applicant.user_id,
                        {"request_hash": _request_hash(payload), "model_version": response.model_version,
                         "score": response.score, "band": response.band, "reasons": [r.code for r in response.reasons],
-                        "known_user": response.known_user})  # fmt: skip
+                        "known_user": response.known_user, "lineage": lineage})  # fmt: skip
     return response
 
 
@@ -118,9 +123,9 @@ async def user_score(user_id: str, state: State, caller: Onboarding) -> ScoreRes
     cached = snap.scores.get(user_id)
     if cached is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no score for this user")
-    state.audit.append(
-        caller.name, caller.role.value, "read_score", user_id, {"model_version": cached.model_version}
-    )
+    state.audit.append(caller.name, caller.role.value, "read_score", user_id,
+                       {"model_version": cached.model_version, "score": cached.score, "band": cached.band,
+                        "lineage": batch_lineage(snap, user_id, cached)})  # fmt: skip
     return ScoreResponse(user_id=user_id, score=cached.score, band=cached.band, model_version=cached.model_version,  # type: ignore[arg-type]
                          known_user=True, stale=time.time() - state.store_ok_at > STALE_AFTER_S,
                          ring_id=snap.ring_of.get(user_id))  # fmt: skip
