@@ -328,6 +328,9 @@ class CSRNeighborSampler:
         parts[target].append(seeds)
         counts = dict.fromkeys(self.graph.num_nodes, 0)
         counts[target] = seeds.numel()
+        # Nodes first reached per hop (PyG's num_sampled_nodes): seeds at 0, hop h's at h + 1.
+        sizes = {nt: [0] * (self.num_hops + 1) for nt in self.graph.num_nodes}
+        sizes[target][0] = seeds.numel()
         frontier: dict[str, Tensor] = {target: seeds}
         sampled: dict[EdgeType, list[tuple[Tensor, Tensor, Tensor]]] = {
             et: [] for et in self.graph.edge_types
@@ -352,9 +355,10 @@ class CSRNeighborSampler:
                     new = torch.unique(cand[local[nt][cand] < 0])  # sorted: deterministic order
                     local[nt][new] = torch.arange(counts[nt], counts[nt] + new.numel())
                     counts[nt] += new.numel()
+                    sizes[nt][hop + 1] = new.numel()
                     parts[nt].append(new)
                     frontier[nt] = new
-            return self._batch(target, seeds, parts, sampled, per_hop)
+            return self._batch(target, seeds, parts, sampled, sizes, per_hop)
         finally:
             for nt, ps in parts.items():
                 for p in ps:
@@ -366,6 +370,7 @@ class CSRNeighborSampler:
         seeds: Tensor,
         parts: dict[str, list[Tensor]],
         sampled: dict[EdgeType, list[tuple[Tensor, Tensor, Tensor]]],
+        sizes: dict[str, list[int]],
         per_hop: dict[EdgeType, list[int]],
     ) -> HeteroData:
         out = HeteroData()
@@ -378,8 +383,7 @@ class CSRNeighborSampler:
                     store[key] = value[n_id]
             store.n_id = n_id
             store.num_nodes = n_id.numel()
-            sizes = [p.numel() for p in ps]
-            store.num_sampled_nodes = sizes + [0] * (self.num_hops + 1 - len(sizes))
+            store.num_sampled_nodes = sizes[nt]
         for et, hops in sampled.items():
             src = torch.cat([h[0] for h in hops]) if hops else torch.zeros(0, dtype=torch.long)
             dst = torch.cat([h[1] for h in hops]) if hops else torch.zeros(0, dtype=torch.long)

@@ -1,7 +1,10 @@
-"""Full-batch GNN training shared by the graph models, wrapped as a scorer.
+"""GNN training shared by the graph models, wrapped as a scorer.
 
-The graphs here have at most a few hundred thousand nodes, so every epoch runs the whole graph
-(no neighbour sampling: pyg-lib / torch-sparse are not required). Inputs are the target nodes'
+Full-batch by default: every epoch runs the whole graph, best for graphs of up to a few hundred
+thousand nodes. With ``batch_size`` set, epochs run over mini-batches of sampled neighbourhoods
+(:class:`gnn.sampling.CSRNeighborLoader`: plain torch, pyg-lib / torch-sparse are not required)
+and whole-graph scoring runs layer by layer (the module's ``layerwise_inference``), so memory
+grows with the graph's size, not with its receptive fields. Inputs are the target nodes'
 own features plus their training-label features, scaled by :class:`gnn.features.FeatureScaler`
 fitted once at ``fit`` (target type: training nodes; other types: the training graph's nodes) and
 stored on the scorer, so a node's score never depends on which other nodes are scored with it.
@@ -24,6 +27,12 @@ from gnn.device import get_device
 from gnn.features import FeatureScaler
 from gnn.models.base import FeatureOptions, seed_everything, tabular_features
 from gnn.models.losses import focal_loss, weighted_bce
+from gnn.sampling import CSRGraph, CSRNeighborLoader
+
+# Whole-graph scoring switches to layer-wise inference (when the module has it) from this many
+# nodes, even for a full-batch model: full-batch message passing materialises [E, hidden] messages
+# per relation, which is what runs out of memory first.
+LAYERWISE_NODES = 500_000
 
 
 def raw_inputs(
@@ -90,10 +99,12 @@ def gnn_inputs(
 
 
 class GNNScorer:
-    """Train a graph module full-batch; early stopping on validation AUPRC.
+    """Train a graph module, full-batch or on sampled mini-batches; early stopping on validation AUPRC.
 
     Subclasses set ``name`` and implement ``build(in_dims, metadata) -> nn.Module`` whose
-    forward is ``(x_dict, edge_index_dict) -> logits [N_target]``.
+    forward is ``(x_dict, edge_index_dict) -> logits [N_target]``; a module that also has
+    ``layerwise_inference(x_dict, graph: CSRGraph, chunk_size) -> logits`` is scored layer by
+    layer in mini-batch mode and on large graphs (:data:`LAYERWISE_NODES`).
 
     Args:
         hidden: Hidden width.
@@ -108,6 +119,12 @@ class GNNScorer:
             aggregates itself; training-label features on).
         seed: Seed for torch / numpy / random.
         device: Explicit device (default :func:`gnn.device.get_device`).
+        batch_size: ``None``: full-batch (default). An int: seeds per mini-batch; each epoch
+            visits every training node once, in neighbourhoods sampled by
+            :class:`gnn.sampling.CSRNeighborLoader`; validation scores come layer-wise.
+        num_neighbors: Neighbours sampled per relation per hop in mini-batch mode (default
+            ``[10] * layers``; ``-1`` takes all).
+        chunk_size: Nodes per chunk in layer-wise inference.
     """
 
     name = "gnn"
@@ -135,6 +152,9 @@ class GNNScorer:
         features: FeatureOptions | None = None,
         seed: int = 0,
         device: str | None = None,
+        batch_size: int | None = None,
+        num_neighbors: list[int] | None = None,
+        chunk_size: int = 65_536,
     ) -> None:
         self.hidden = hidden
         self.layers = layers
@@ -147,6 +167,9 @@ class GNNScorer:
         self.features = features or FeatureOptions(neighbour_hops=0, label_hops=1)
         self.seed = seed
         self.device = device
+        self.batch_size = batch_size
+        self.num_neighbors = num_neighbors
+        self.chunk_size = chunk_size
         self.feature_names: list[str] = []
         self.validation_scores_: np.ndarray | None = None
         self.label_mask_: np.ndarray | None = None
@@ -159,7 +182,35 @@ class GNNScorer:
     def config(self) -> dict[str, Any]:
         """Constructor arguments, JSON-able."""
         keys = ("hidden", "layers", "dropout", "lr", "weight_decay", "epochs", "patience", "loss", "seed")
-        return {"name": self.name, **{k: getattr(self, k) for k in keys}, "features": vars(self.features)}
+        out = {"name": self.name, **{k: getattr(self, k) for k in keys}, "features": vars(self.features)}
+        if getattr(self, "batch_size", None) is not None:
+            # Only when set: full-batch configs stay as they were saved before mini-batches existed.
+            out.update(batch_size=self.batch_size, num_neighbors=self._fanout())
+        return out
+
+    def _fanout(self) -> list[int]:
+        return list(self.num_neighbors) if self.num_neighbors is not None else [10] * self.layers
+
+    def _layerwise(self, num_nodes: int) -> bool:
+        """Whether whole-graph scoring goes layer by layer (see :data:`LAYERWISE_NODES`)."""
+        return hasattr(self.module_, "layerwise_inference") and (
+            getattr(self, "batch_size", None) is not None or num_nodes >= LAYERWISE_NODES
+        )
+
+    def _all_logits(
+        self, x_dict: dict[str, torch.Tensor], ei_dict: dict[tuple[str, str, str], torch.Tensor]
+    ) -> torch.Tensor:
+        """Eval-mode logits of every target node: layer-wise or one full-batch forward."""
+        self.module_.eval()
+        dev = next(self.module_.parameters()).device
+        if self._layerwise(sum(x.shape[0] for x in x_dict.values())):
+            graph = CSRGraph(
+                {et: ei.cpu() for et, ei in ei_dict.items()}, {nt: x.shape[0] for nt, x in x_dict.items()}
+            )
+            return self.module_.layerwise_inference(x_dict, graph, getattr(self, "chunk_size", 65_536))
+        return self.module_(
+            {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
+        )
 
     def build(
         self, in_dims: dict[str, int], metadata: tuple[list[str], list[tuple[str, str, str]]], target: str
@@ -175,7 +226,8 @@ class GNNScorer:
         raise ValueError(f"unknown loss {self.loss!r}")
 
     def fit(self, dataset: NodeDataset, split: Split) -> GNNScorer:
-        """Full-batch training on ``split.train``; keep the epoch with the best validation AUPRC."""
+        """Train on ``split.train`` (full-batch, or mini-batches with ``batch_size``); keep the
+        epoch with the best validation AUPRC."""
         seed_everything(self.seed)
         dev = get_device(self.device)
         # Fixed here, like the scalers: with the prior taken from the scored set's readable
@@ -183,9 +235,12 @@ class GNNScorer:
         self.label_prior_ = training_prior(dataset, split.train)
         raw, self.feature_names = raw_inputs(dataset, split.train, self.features, self.label_prior_)
         self.scalers_ = fit_scalers(raw, dataset.target, split.train)
-        x_dict = {k: v.to(dev) for k, v in scale_inputs(dataset, raw, self.scalers_).items()}
+        minibatch = self.batch_size is not None
+        # Mini-batches move to the device one at a time; the whole graph stays on the host.
+        home = torch.device("cpu") if minibatch else dev
+        x_dict = {k: v.to(home) for k, v in scale_inputs(dataset, raw, self.scalers_).items()}
         del raw
-        ei_dict = {et: dataset.data[et].edge_index.to(dev) for et in dataset.data.edge_types}
+        ei_dict = {et: dataset.data[et].edge_index.to(home) for et in dataset.data.edge_types}
         metadata = (list(x_dict), list(ei_dict))
         self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(
             dev
@@ -196,17 +251,42 @@ class GNNScorer:
         pos = float(y[tr].sum())
         pos_weight = (float(tr.sum()) - pos) / max(pos, 1.0)
         opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loader = None
+        if minibatch:
+            graph = HeteroData()
+            for nt, x in x_dict.items():
+                graph[nt].x = x
+            for et, ei in ei_dict.items():
+                graph[et].edge_index = ei
+            loader = CSRNeighborLoader(
+                graph,
+                self._fanout(),
+                (dataset.target, torch.as_tensor(split.train)),
+                batch_size=self.batch_size,
+                shuffle=True,
+                seed=self.seed,
+            )
         best, best_state, bad = -1.0, None, 0
         for epoch in range(self.epochs):
             self.module_.train()
-            opt.zero_grad()
-            logits = self.module_(x_dict, ei_dict)
-            loss = self._loss(logits[tr], y[tr], pos_weight)
-            loss.backward()
-            opt.step()
-            self.module_.eval()
+            if loader is None:
+                opt.zero_grad()
+                logits = self.module_(x_dict, ei_dict)
+                loss = self._loss(logits[tr], y[tr], pos_weight)
+                loss.backward()
+                opt.step()
+            else:
+                for batch in loader:
+                    batch = batch.to(dev)
+                    size = batch[dataset.target].batch_size
+                    opt.zero_grad()
+                    logits = self.module_(batch.x_dict, batch.edge_index_dict)[:size]
+                    # pos_weight stays the whole training set's: batches vary in fraud rate.
+                    loss = self._loss(logits, y[batch[dataset.target].n_id[:size]], pos_weight)
+                    loss.backward()
+                    opt.step()
             with torch.no_grad():
-                val = torch.sigmoid(self.module_(x_dict, ei_dict)).cpu().numpy()[split.val]
+                val = torch.sigmoid(self._all_logits(x_dict, ei_dict)).cpu().numpy()[split.val]
             ap = average_precision_score(y_val, val)
             if ap > best:
                 best, best_state, bad, self.best_epoch_ = (
@@ -237,15 +317,10 @@ class GNNScorer:
         scalers = getattr(self, "scalers_", None)  # absent from scorers pickled before it existed
         if scalers is None:
             raise RuntimeError(f"{type(self).__name__} was fit without stored input scalers; refit it")
-        dev = next(self.module_.parameters()).device
         mask = self.label_mask_ if label_mask is None else label_mask
         prior = getattr(self, "label_prior_", None)
         x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features, scalers, prior)
-        self.module_.eval()
-        logits = self.module_(
-            {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
-        )
-        return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+        return torch.sigmoid(self._all_logits(x_dict, ei_dict)).cpu().numpy().astype(np.float64)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the module on the CPU: a model trained on a GPU loads on a host without CUDA.
