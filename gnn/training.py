@@ -27,6 +27,7 @@ from gnn.evaluate import recall_at_k
 from gnn.lineage import label_set_hash
 from gnn.models import make_model, seed_everything
 from gnn.models.base import FeatureOptions
+from gnn.monitor.reference import save_entity_reference
 from gnn.registry import ModelMeta, ModelRegistry
 from gnn.thresholds import band_fractions, threshold_for_band, threshold_for_precision
 from graphrisk.errors import GraphRiskError
@@ -305,4 +306,6 @@ def train_entity_model(
             },
         },
     )
+    # Monitoring: the training split's input rows, summarised beside the model (gnn/monitor).
+    save_entity_reference(registry.root / meta.version, meta.version, model, dataset, sp.train)
     return meta, report

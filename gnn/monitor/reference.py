@@ -183,3 +183,25 @@ def save_decision_references(
         ref.save(path)
         out[point] = path
     return out
+
+
+def save_entity_reference(
+    model_dir: Path, version: str, model: Any, dataset: Any, train_rows: np.ndarray
+) -> Path | None:
+    """Save the reference of a snapshot-trained model (:func:`gnn.training.train_entity_model`).
+
+    Its rows are the model's inputs for the training split's users, read the way serving reads
+    them (:meth:`gnn.training.RiskModel.predict_with_inputs`), so the hourly re-score's rows
+    compare like with like. Returns None for a scorer without input rows (nothing to bin).
+    """
+    scores, x = model.predict_with_inputs(dataset)
+    if x is None:
+        return None
+    y = np.asarray(dataset.y)[train_rows]
+    ref = build_reference(
+        "refresh", version, x[train_rows], list(model.scorer.feature_names), scores[train_rows],
+        model.review_threshold, model.block_threshold, y, {"split": "train"},
+    )  # fmt: skip
+    path = reference_path(model_dir, "refresh")
+    ref.save(path)
+    return path
