@@ -22,7 +22,7 @@ from gnn.asof import ONBOARDING, REFRESH
 from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run_backtest
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
-from gnn.lineage import label_set_hash
+from gnn.lineage import event_log_hash, label_set_hash
 from gnn.models.base import tabular_features
 from gnn.monitor.reference import save_decision_references
 from gnn.registry import ModelMeta, ModelRegistry
@@ -118,7 +118,7 @@ def train_decision_point_models(
         behaviour,
         {
             "model_name": "decision-points",
-            "snapshot_hash": f"events-until-{result.end}",
+            "snapshot_hash": event_log_hash(log.clean),
             "label_set_hash": label_set_hash(labels),
             "feature_names": list(models[REFRESH].feature_names),
             "hyperparameters": {

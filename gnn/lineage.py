@@ -5,6 +5,8 @@ hashes it and the model registry agree on, so that ``graphrisk trace`` can recom
 
 - :func:`label_set_hash`: the training labels as a set of ``(user_id, is_fraud)`` pairs, in
   no particular order (a file's row order or extra columns do not change it);
+- :func:`event_log_hash`: the clean event history a decision-point version was replayed from
+  (its ``snapshot_hash``);
 - :func:`feature_row_hash`: one model input row, with its column names (a row is meaningless
   without them), as little-endian float64 with NaN and -0.0 made canonical;
 - :func:`model_thresholds`: the band thresholds a registered version serves with, per decision
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # One NaN bit pattern for every NaN: a row read back from Parquet or rebuilt online may carry
 # another payload, and the hash must not depend on it.
@@ -48,6 +51,15 @@ def label_set_hash(labels: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def event_log_hash(table: pa.Table) -> str:
+    """The SHA-256 of a clean event table (``pipelines.event_log.EventLog.clean``) as Arrow IPC:
+    what a decision-point model was trained on, as the snapshot hash is for a graph model."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
 def feature_row_hash(row: np.ndarray | Sequence[float], names: Sequence[str]) -> str:
     """The SHA-256 of one feature row and its column names.
 
@@ -58,16 +70,16 @@ def feature_row_hash(row: np.ndarray | Sequence[float], names: Sequence[str]) ->
     if len(x) != len(names):
         raise ValueError(f"a row of {len(x)} values with {len(names)} column names")
     x = np.where(np.isnan(x), _NAN, x) + 0.0  # + 0.0 turns -0.0 into 0.0
-    digest = hashlib.sha256(_names_digest(tuple(str(n) for n in names)))
+    digest = hashlib.sha256(_names_digest(tuple(names)))
     digest.update(x.astype("<f8").tobytes())
     return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=16)
-def _names_digest(names: tuple[str, ...]) -> bytes:
+def _names_digest(names: tuple[Any, ...]) -> bytes:
     # Online scoring hashes one row per request over the same ~1,000 names: their JSON is
     # hashed once per column list.
-    return hashlib.sha256(json.dumps(list(names), separators=(",", ":")).encode()).digest()
+    return hashlib.sha256(json.dumps([str(n) for n in names], separators=(",", ":")).encode()).digest()
 
 
 def model_thresholds(meta: Any) -> dict[str, dict[str, float]]:

@@ -141,3 +141,14 @@ def test_trace_command_prints_the_chain(
     other = audit.append("tester", "admin", "reload", "state", {}).result(timeout=10)
     res = CliRunner().invoke(cli.app, ["trace", str(other)])
     assert res.exit_code == 1 and "not a served score" in res.output
+
+
+def test_event_log_hash_depends_on_content_not_chunking() -> None:
+    import pyarrow as pa
+
+    from gnn.lineage import event_log_hash
+
+    table = pa.table({"user_id": ["u1", "u2", "u3"], "time": [1, 2, 3]})
+    chunked = pa.concat_tables([table.slice(0, 1), table.slice(1)])
+    assert event_log_hash(table) == event_log_hash(chunked)
+    assert event_log_hash(table) != event_log_hash(table.slice(0, 2))
