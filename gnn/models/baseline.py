@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from gnn.data.dataset import NodeDataset, Split
@@ -47,8 +48,18 @@ class LogisticScorer:
         self.feature_names = list(dataset.feature_names)
         self.model_ = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed)
         self.model_.fit(x[split.train], dataset.y[split.train])
-        self.validation_scores_ = self.model_.predict_proba(x[split.val])[:, 1]
+        self.validation_scores_ = self._proba(x[split.val])
         return self
+
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        """P(fraud) of scaled rows, each computed on its own.
+
+        Not one matrix product: BLAS picks its kernel by the batch's shape, so a row's score
+        would change in its last bits with the rows scored beside it.
+        """
+        assert self.model_ is not None
+        z = (np.asarray(x, dtype=np.float64) * self.model_.coef_[0]).sum(axis=1) + self.model_.intercept_[0]
+        return expit(z)
 
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
         """P(fraud) per target node (``label_mask`` unused: no label features).
@@ -62,7 +73,7 @@ class LogisticScorer:
             raise RuntimeError("LogisticScorer was fit without a stored input scaler; refit it")
         if list(dataset.feature_names) != self.feature_names:
             raise ValueError("LogisticScorer: the dataset's feature columns are not the ones it was fit on")
-        return self.model_.predict_proba(self.scaler_.transform(dataset.x).numpy())[:, 1]
+        return self._proba(self.scaler_.transform(dataset.x).numpy())
 
     def __repr__(self) -> str:
         return f"LogisticScorer(C={self.c})"
