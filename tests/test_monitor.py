@@ -366,3 +366,30 @@ def test_metrics_textfile_and_html_report(tmp_path: Path, cfg: Settings) -> None
     assert "deg_used_device" in html and "feature_drift.png" in html
     for png in ("feature_drift.png", "family_drift.png", "scores.png", "history.png", "skew.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
+
+
+def test_decision_point_references_are_saved_beside_the_model(tmp_path: Path) -> None:
+    from gnn.backtest import DecisionRows
+    from gnn.decision_models import fit_decision_model
+    from gnn.monitor.reference import load_reference, save_decision_references
+
+    rng = np.random.default_rng(5)
+    n = 1200
+    x = rng.standard_normal((n, 3)).astype(np.float32)
+    users = np.array([f"u{i}" for i in range(n)], dtype=object)
+    y = (x[:, 0] + rng.standard_normal(n) > 2.0).astype(np.int64)
+    decided = np.arange(n, dtype=np.int64) * HOUR_MS
+    onboarded = decided - 100 * HOUR_MS
+    cutoff = int(decided[-1] + HOUR_MS)
+    model = fit_decision_model("refresh", x, y, decided, onboarded.astype(np.float64), cutoff, ["a", "b", "c"],
+                               REFRESH_OPTS, label_delay_h=1.0, max_rounds=20)  # fmt: skip
+    rows = DecisionRows(names=["a", "b", "c"])
+    rows.add(x, users, decided)
+    labels = pd.DataFrame({"user_id": users, "is_fraud": y})
+    saved = save_decision_references(tmp_path, "v1", {"refresh": model}, {"refresh": rows}, labels,
+                                     pd.Series(onboarded, index=users))  # fmt: skip
+    ref = load_reference(tmp_path, "refresh")
+    assert saved == {"refresh": tmp_path / "monitor" / "refresh.npz"}
+    assert ref.rows == n and ref.features.names == ["a", "b", "c"]
+    assert ref.fraud_rate == pytest.approx(y.mean())
+    assert ref.thresholds == {"review": model.review_threshold, "block": model.block_threshold}
