@@ -570,8 +570,12 @@ async def ring_graph(ring_id: str, state: State, caller: Investigator) -> RingGr
     members' scores and decisions."""
     ring = state.ring_by_id(ring_id)
     idx = ring_index(state)
-    rows = await state.store_calls.call(
-        state.store.read, "serving/console_ring_graph", id=ring_id, limit=RING_GRAPH_LIMIT
+    # The store and the decision database answer at the same time.
+    rows, decisions = await asyncio.gather(
+        state.store_calls.call(
+            state.store.read, "serving/console_ring_graph", id=ring_id, limit=RING_GRAPH_LIMIT
+        ),
+        asyncio.to_thread(decision_history, state, ring_id),
     )
     members = sorted(set(state.members_of(ring_id)) | {r["member"] for r in rows})
     member_set = set(members)
@@ -611,7 +615,6 @@ async def ring_graph(ring_id: str, state: State, caller: Investigator) -> RingGr
     for m, at in onboarded.items():
         timeline.append(TimelineEvent(at=at, kind="onboarded", text=f"{m} onboarded"))
     timeline.append(TimelineEvent(at=ring.first_seen, kind="ring", text="ring first detected"))
-    decisions = await asyncio.to_thread(decision_history, state, ring_id)
     for d in decisions:
         timeline.append(TimelineEvent(at=d.at, kind="decision", text=f"{d.actor} decided {d.decision}"))
     timeline.sort(key=lambda e: (e.at, e.kind, e.text))
@@ -707,8 +710,11 @@ async def user_view(user_id: str, state: State, caller: Investigator) -> UserVie
     cached = state.scores.get(user_id)
     if cached is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no scored user with this id")
-    rows = await state.store_calls.call(
-        state.store.read, "serving/user_evidence", id=user_id, max_others=NEIGHBOURS_PER_IDENTIFIER
+    rows, decisions = await asyncio.gather(
+        state.store_calls.call(
+            state.store.read, "serving/user_evidence", id=user_id, max_others=NEIGHBOURS_PER_IDENTIFIER
+        ),
+        asyncio.to_thread(decision_history, state, None, user_id),
     )
     graph = _Graph(state, _scope(caller.name, f"user:{user_id}"))
     me = graph.add_user(user_id, member=True)
@@ -730,7 +736,6 @@ async def user_view(user_id: str, state: State, caller: Investigator) -> UserVie
         graph.nodes[target].members_sharing = int(r["shared_with"] or 0) + 1
         graph.add_more(target, int(r["shared_with"] or 0) - len(others))
     rings.sort(key=lambda r: (-r.score, r.id))
-    decisions = await asyncio.to_thread(decision_history, state, None, user_id)
     state.audit.append(caller.name, caller.role.value, "console_read_user", user_id,
                        {"model_version": cached.model_version})  # fmt: skip
     return UserView(id=user_id, score=cached.score, band=cached.band, model_version=cached.model_version,
