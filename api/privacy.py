@@ -40,6 +40,7 @@ from api.db import create_tables, make_engine, write_transaction
 from api.decisions import DecisionStore, decisions_table
 from graphrisk.config import Settings
 from graphrisk.store import GraphStore
+from pipelines.erase_snapshot import erase_user_from_snapshot
 
 REDACTED = "[redacted: data subject erasure]"
 SHADOW_DIR = "shadow"
@@ -61,6 +62,8 @@ class ErasureReport:
     graph_identifiers: int = 0
     graph_relationships: int = 0
     graph_nodes: int = 0
+    snapshot_rows: int = 0
+    snapshot_delta_rows: int = 0
     audit_seq: int | None = None
     files: list[str] = field(default_factory=list)
 
@@ -212,6 +215,9 @@ def erase(
         report.graph_identifiers = graph["identifiers"]
         report.graph_relationships = graph["relationships"]
         report.graph_nodes = graph["nodes"]
+        # The training snapshot and its deltas too, or the next scoring run publishes them again.
+        cut = erase_user_from_snapshot(settings.snapshot_dir, user_id)
+        report.snapshot_rows, report.snapshot_delta_rows = cut["snapshot_rows"], cut["delta_rows"]
     own = audit is None
     log = audit or AuditLog.from_settings(settings, background=False)
     try:

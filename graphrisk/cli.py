@@ -816,7 +816,7 @@ def erase_cmd(
     under a keyed pseudonym of the user) in the audit trail."""
     import getpass
 
-    from graphrisk.privacy import erase
+    from api.privacy import erase
     from graphrisk.store import GraphStore
 
     s = _settings()
@@ -836,7 +836,7 @@ def retention_cmd() -> None:
     audit entries older than audit_retention_days behind a signed checkpoint (verification then
     starts there). Run by the hourly job (the end of `graphrisk refresh`). Exits 1 when the audit
     chain does not verify (then nothing is pruned from it)."""
-    from graphrisk.privacy import enforce_retention
+    from api.privacy import enforce_retention
 
     s = _settings()
     with _errors_exit():
@@ -848,7 +848,7 @@ def _retention_after_refresh(s: Settings) -> dict[str, Any] | str:
     """Retention at the end of the hourly refresh; its failure is reported, not fatal (the
     refresh's graph and scores are already published)."""
     from api.audit import AuditIntegrityError
-    from graphrisk.privacy import enforce_retention
+    from api.privacy import enforce_retention
 
     try:
         return enforce_retention(s).to_dict()

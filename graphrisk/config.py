@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     # An audited request waits at most this long for its entry to be committed (else 503), and the
     # audited routes answer 503 while an entry has waited longer than this.
     audit_max_lag_s: float = Field(2.0, gt=0)
-    # Retention (graphrisk/privacy.py, `graphrisk retention`, run at the end of every refresh).
+    # Retention (api/privacy.py, `graphrisk retention`, run at the end of every refresh).
     # Dead letters hold raw rejected records: kept long enough to fix and replay them. Audit
     # entries: five years, as AML record keeping asks of the decisions they record; pruned behind
     # a signed checkpoint. Shadow logs (a challenger's unserved scores): long enough to compare.

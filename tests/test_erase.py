@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from api import audit as audit_module
 from api.audit import AuditIntegrityError, AuditLog, audit_table, checkpoint_table, hmac_key
 from api.decisions import DecisionStore
+from api.privacy import REDACTED, enforce_retention, erase, subject_pseudonym
 from graphrisk import cli
 from graphrisk.config import Settings
-from graphrisk.privacy import REDACTED, enforce_retention, erase, subject_pseudonym
 from graphrisk.store import GraphStore
 
 DAY_S = 86_400
@@ -213,3 +213,39 @@ def test_retention_deletes_old_files_and_prunes_the_audit_trail_verifiably(
     finally:
         for log_ in (dropped, forged, edited):
             log_.close()
+
+
+def test_erase_removes_the_user_from_the_snapshot_and_its_deltas(store: GraphStore, settings: Settings,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    from graphrisk.graph_schema import NodeLabel, RelType
+    from pipelines.erase_snapshot import erase_user_from_snapshot
+    from pipelines.refresh import refresh
+    from pipelines.snapshot import load_snapshot, rebuild_snapshot, verify_snapshot
+    from tests.factories import make_events
+
+    events = make_events(users=20, hours=2)
+    events.write(tmp_path / "in", hours=[0])
+    refresh(settings, store, tmp_path / "in")
+    events.write(tmp_path / "in", hours=[1])
+    refresh(settings, store, tmp_path / "in")  # two batches: two deltas
+    nodes, edges = load_snapshot(settings.snapshot_dir)
+    user = "user0"  # users 0, 5, 10, 15 share a phone (tests/factories.py); user0's email is its own
+    assert user in set(nodes[NodeLabel.USER]["id"])
+    phone = edges[RelType.HAS_PHONE].query("src == @user")["dst"].iloc[0]
+    email = edges[RelType.HAS_EMAIL].query("src == @user")["dst"].iloc[0]
+    before = settings.snapshot_dir.joinpath("current").resolve()
+
+    cut = erase_user_from_snapshot(settings.snapshot_dir, user)
+
+    assert cut["snapshot_rows"] > 0 and cut["delta_rows"] > 0 and cut["snapshot_hash"]
+    assert verify_snapshot(settings.snapshot_dir) == []  # a new version, with its own manifest
+    assert settings.snapshot_dir.joinpath("current").resolve() != before
+    for tables in (load_snapshot(settings.snapshot_dir), rebuild_snapshot(settings.snapshot_dir) and
+                   load_snapshot(settings.snapshot_dir)):  # fmt: skip
+        nodes, edges = tables
+        assert user not in set(nodes[NodeLabel.USER]["id"])
+        assert all(not ((e["src"] == user) | (e["dst"] == user)).any() for e in edges.values())
+        assert email not in set(nodes[NodeLabel.EMAIL]["id"])  # only user0 used it
+        assert phone in set(nodes[NodeLabel.PHONE]["id"])  # shared with others: kept
+        assert len(nodes[NodeLabel.USER]) == 19
+    assert erase_user_from_snapshot(settings.snapshot_dir, user)["snapshot_rows"] == 0
