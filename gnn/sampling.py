@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ class CSR:
     indices: Tensor
     perm: Tensor
     num_src: int
+    _cache: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int) -> CSR:
@@ -98,11 +99,10 @@ class CSR:
         """
         ptr = self.indptr[start : stop + 1]
         lo, hi = int(ptr[0]), int(ptr[-1])
-        deg = ptr[1:] - ptr[:-1]
         if reduce == "mean":
             if edge_weight is not None:
                 raise ValueError("edge_weight applies to reduce='sum' only")
-            vals = (1.0 / deg.clamp_min(1).to(h_src.dtype)).repeat_interleave(deg)
+            vals = self.mean_weights()[lo:hi].to(h_src.dtype)
         elif reduce == "sum":
             vals = (
                 torch.ones(hi - lo, dtype=h_src.dtype)
@@ -126,9 +126,20 @@ class CSR:
             )
         return mat @ h_src
 
+    def mean_weights(self) -> Tensor:
+        """float32 ``[E]``: ``1 / in-degree`` of each edge's destination (cached: every layer reuses it)."""
+        cached = self._cache.get("mean")
+        if cached is None:
+            deg = self.in_degree()
+            cached = (1.0 / deg.clamp_min(1).float()).repeat_interleave(deg, output_size=self.num_edges)
+            self._cache["mean"] = cached
+        return cached
+
     def destinations(self) -> Tensor:
         """int64 ``[E]``: the destination of each edge, in CSR order."""
-        return torch.repeat_interleave(torch.arange(self.num_dst), self.in_degree())
+        return torch.repeat_interleave(
+            torch.arange(self.num_dst), self.in_degree(), output_size=self.num_edges
+        )
 
 
 class CSRGraph:

@@ -98,35 +98,49 @@ class HeteroSAGE(nn.Module):
         Layer outputs (``[N_t, hidden]`` per type) live on the module's device; the chunks bound
         everything else (each chunk's in-edges, its neighbour means). ``x_dict`` may stay on the CPU.
         """
-        dev = next(self.parameters()).device
-        h = {}
-        for nt, lin in self.inputs.items():
-            x = x_dict[nt]
-            h[nt] = torch.cat(
-                [
-                    torch.relu(lin(x[a : a + chunk_size].to(dev)))
-                    for a in range(0, max(x.shape[0], 1), chunk_size)
-                ]
-            )[: x.shape[0]]
-        outs = [h[self.target]]
-        for conv, selfs in zip(self.convs, self.selfs, strict=True):
-            h = {nt: self._layer(conv, selfs[nt], nt, h, graph, chunk_size) for nt in h}
-            outs.append(h[self.target])
-        return torch.cat(outs, dim=-1)
+        return torch.cat(self._layerwise_outputs(x_dict, graph, chunk_size), dim=-1)
 
     @torch.no_grad()
     def layerwise_inference(
         self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk_size: int = 65_536
     ) -> torch.Tensor:
         """Logits ``[N_target]`` over the whole graph, layer by layer (see :meth:`layerwise_embeddings`)."""
-        z = self.layerwise_embeddings(x_dict, graph, chunk_size)
-        return (
-            torch.cat(
-                [self.head(z[a : a + chunk_size]).squeeze(-1) for a in range(0, z.shape[0], chunk_size)]
-            )
-            if z.shape[0]
-            else z.new_zeros(0)
-        )
+        outs = self._layerwise_outputs(x_dict, graph, chunk_size)
+        n = outs[0].shape[0]
+        logits = outs[0].new_empty(n)
+        for a in range(0, n, chunk_size):
+            # The head reads one chunk of the concatenation at a time: [N, hidden * (L + 1)] never exists.
+            logits[a : a + chunk_size] = self.head(
+                torch.cat([o[a : a + chunk_size] for o in outs], -1)
+            ).squeeze(-1)
+        return logits
+
+    def _layerwise_outputs(
+        self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk_size: int
+    ) -> list[torch.Tensor]:
+        """The target's input projection and every layer's output, whole graph."""
+        dev = next(self.parameters()).device
+        rels = [et for et in self.convs[0].convs.keys() if et in graph]  # noqa: SIM118
+        # Types whose layer-l output anything downstream reads: the target (jumping knowledge),
+        # and the sources of relations into types needed at layer l + 1. The last layer then
+        # computes users only; identifiers' last-layer outputs would be thrown away.
+        needed = [{self.target}]
+        for _ in self.convs:
+            nxt = needed[-1]
+            needed.append(nxt | {et[0] for et in rels if et[2] in nxt} | {self.target})
+        needed = needed[::-1]  # needed[l]: types read from layer l's output (0: the inputs)
+        h = {}
+        for nt in needed[0]:
+            x, lin = x_dict[nt], self.inputs[nt]
+            out = torch.empty((x.shape[0], self.hidden), device=dev)
+            for a in range(0, x.shape[0], chunk_size):
+                out[a : a + chunk_size] = torch.relu_(lin(x[a : a + chunk_size].to(dev)))
+            h[nt] = out
+        outs = [h[self.target]]
+        for layer, (conv, selfs) in enumerate(zip(self.convs, self.selfs, strict=True)):
+            h = {nt: self._layer(conv, selfs[nt], nt, h, graph, chunk_size) for nt in needed[layer + 1]}
+            outs.append(h[self.target])
+        return outs
 
     def _layer(
         self,
@@ -144,11 +158,11 @@ class HeteroSAGE(nn.Module):
             if c.aggr != "mean" or c.project or c.normalize or not c.root_weight:
                 raise NotImplementedError(f"layer-wise inference supports plain mean SAGEConv only, not {c}")
         # forward sums, per relation, lin_l(mean) + lin_r(h_dst), plus the self path: the
-        # three terms on h_dst fold into one weight, and every term into one matrix product.
+        # terms on h_dst fold into one weight and the biases into one; the neighbour terms then
+        # accumulate into the chunk's output in place (no [chunk, hidden * relations] concatenation).
         root = self_lin.weight + sum(
             (conv.convs[et].lin_r.weight for et in rels), torch.zeros_like(self_lin.weight)
         )
-        weight = torch.cat([root] + [conv.convs[et].lin_l.weight for et in rels], dim=1)
         bias = self_lin.bias + sum(
             (conv.convs[et].lin_l.bias for et in rels), torch.zeros_like(self_lin.bias)
         )
@@ -156,8 +170,11 @@ class HeteroSAGE(nn.Module):
         out = h[nt].new_empty((n, self.hidden))
         for a in range(0, n, chunk_size):
             b = min(a + chunk_size, n)
-            parts = [h[nt][a:b]] + [graph[et].aggregate(h[et[0]], a, b) for et in rels]
-            out[a:b] = torch.relu(torch.addmm(bias, torch.cat(parts, dim=1), weight.t()))
+            chunk = out[a:b]
+            torch.addmm(bias, h[nt][a:b], root.t(), out=chunk)
+            for et in rels:
+                chunk.addmm_(graph[et].aggregate(h[et[0]], a, b), conv.convs[et].lin_l.weight.t())
+            chunk.relu_()
         return out
 
     def __repr__(self) -> str:
