@@ -19,12 +19,12 @@ sampler; neither has wheels for the torch here. This module does the same job in
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
@@ -102,29 +102,25 @@ class CSR:
         if reduce == "mean":
             if edge_weight is not None:
                 raise ValueError("edge_weight applies to reduce='sum' only")
-            vals = self.mean_weights()[lo:hi].to(h_src.dtype)
+            weight = self.mean_weights()[lo:hi]
         elif reduce == "sum":
-            vals = (
-                torch.ones(hi - lo, dtype=h_src.dtype)
-                if edge_weight is None
-                else edge_weight[lo:hi].to(h_src.dtype)
-            )
+            weight = None if edge_weight is None else edge_weight[lo:hi]
         else:
             raise ValueError(f"unknown reduce {reduce!r}")
-        # A sparse CSR matrix over the chunk times the dense features: on the CPU this was ~4x
-        # faster than gathering h_src[indices] and segment-reducing (no [E, F] intermediate).
         dev = h_src.device
-        with warnings.catch_warnings():
-            # torch flags sparse CSR as beta on every first use; the one product used here is stable.
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            mat = torch.sparse_csr_tensor(
-                (ptr - lo).to(dev),
-                self.indices[lo:hi].to(dev),
-                vals.to(dev),
-                size=(stop - start, self.num_src),
-                check_invariants=False,
-            )
-        return mat @ h_src
+        # embedding_bag is a fused gather-and-reduce over contiguous bags, which the destination
+        # sort makes every node's in-edges: no [E, F] intermediate, no copy of h_src. Measured on
+        # 1M edges over 1M sources it beat a sparse CSR product (whose per-call cost grew with the
+        # source count, so chunked inference went superlinear), index_select + segment_reduce and
+        # index_add_.
+        # The mean is a weighted sum with 1 / in-degree: empty bags give zeros, as PyG's mean.
+        return F.embedding_bag(
+            self.indices[lo:hi].to(dev),
+            h_src,
+            (ptr[:-1] - lo).to(dev),
+            mode="sum",
+            per_sample_weights=None if weight is None else weight.to(device=dev, dtype=h_src.dtype),
+        )
 
     def mean_weights(self) -> Tensor:
         """float32 ``[E]``: ``1 / in-degree`` of each edge's destination (cached: every layer reuses it)."""
