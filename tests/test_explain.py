@@ -190,7 +190,9 @@ def test_a_busy_identifier_does_not_crowd_out_the_others(world: dict[str, Any]) 
     with GraphStore(settings_) as store:
         for user in labels["user_id"].iloc[:200]:
             request = onboarding_of(world, str(user)) | {"user_id": "crowd-check"}
-            event = parse_event({**request, "event_id": "e-crowd", "event_type": "onboarding", "time": 1_800_000_000_000})
+            event = parse_event(
+                {**request, "event_id": "e-crowd", "event_type": "onboarding", "time": 1_800_000_000_000}
+            )
             clean = clean_event(event, ids, settings_.fx_rates)
             full = store_links(store, clean, 100_000)
             counts: dict[str, int] = {}
