@@ -23,6 +23,7 @@ from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
 from gnn.lineage import event_log_hash, label_set_hash
+from gnn.model_card import save_card_inputs
 from gnn.models.base import tabular_features
 from gnn.monitor.reference import save_decision_references
 from gnn.registry import ModelMeta, ModelRegistry
@@ -91,8 +92,12 @@ def train_decision_point_models(
     registry: ModelRegistry,
     config: BacktestConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    label_sources: dict[str, Any] | None = None,
 ) -> tuple[ModelMeta, dict[str, Any]]:
     """Replay ``log``, fit both decision points' models at its last hour, register them.
+
+    ``label_sources`` says where ``labels`` came from (the label file, investigator decisions);
+    the model card reports it.
 
     Raises:
         DecisionPointError: a point lacks labels known by the cut-off.
@@ -143,4 +148,7 @@ def train_decision_point_models(
     # Monitoring: the training rows' reference, beside the model (gnn/monitor/reference.py).
     save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
                              result.onboarded_at)  # fmt: skip
+    # Model card: held-out scores and label counts the registry does not keep (gnn/model_card.py).
+    save_card_inputs(registry.root / meta.version, models, result.rows, labels, result.onboarded_at, log.clean,
+                     result.end, label_sources)  # fmt: skip
     return meta, {"models": fits, "timings_s": result.timings_s, "cutoff": result.end}

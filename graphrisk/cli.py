@@ -410,7 +410,7 @@ def train_cmd(
             )
     registry = _registry(s)
     if events is not None:
-        meta, report = _train_decision_points(s, events, table, registry)
+        meta, report = _train_decision_points(s, events, table, registry, label_sources)
     else:
         with _errors_exit(), _spinner("training candidates"):
             meta, report = train_entity_model(
@@ -426,11 +426,26 @@ def train_cmd(
             promoted = meta.version
         except RegistryError as exc:
             console.print(f"[yellow]{escape(str(exc))}[/yellow]")
-    save_report(s, "train", {"version": meta.version, "promoted": promoted, **report})
+    # After promotion, so the card's approval record says whether it went to production.
+    card = _write_card(s, registry, meta.version)
+    save_report(s, "train", {"version": meta.version, "promoted": promoted, "model_card": card, **report})
+
+
+def _write_card(s: Settings, registry: Any, version: str, out: Path | None = None) -> str | None:
+    """The version's model card (gnn/model_card.py); a failure is reported, never fatal to training."""
+    from gnn.model_card import write_model_card
+
+    try:
+        path = write_model_card(registry, version, out, settings=s)
+    except Exception as exc:  # the model is registered either way: say why the card is not
+        console.print(f"[yellow]model card not written: {escape(str(exc))}[/yellow]")
+        return None
+    console.print(f"model card: {path}")
+    return str(path)
 
 
 def _train_decision_points(
-    s: Settings, events: Path, labels: Any, registry: Any
+    s: Settings, events: Path, labels: Any, registry: Any, label_sources: dict[str, Any] | None = None
 ) -> tuple[Any, dict[str, Any]]:
     from gnn.backtest import BacktestConfig
     from gnn.decision_training import DecisionPointError, train_decision_point_models
@@ -449,7 +464,7 @@ def _train_decision_points(
         try:
             return train_decision_point_models(
                 log, labels, registry, BacktestConfig(label_delay_h=s.label_delay_h),
-                lambda i, n: progress.update(replay, completed=i, total=n),
+                lambda i, n: progress.update(replay, completed=i, total=n), label_sources,
             )  # fmt: skip
         except DecisionPointError as exc:
             _print_error(exc)
@@ -633,6 +648,34 @@ def models_list_cmd() -> None:
         )
     Console(stderr=True).print(table)
     save_report(_settings(), "models-list", {"production": prod, "versions": rows})
+
+
+@models_app.command("card")
+def models_card_cmd(
+    version: Annotated[str, typer.Argument(help="Version to describe.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="Folder for MODEL_CARD.md and its PNGs (default: <data_dir>/models/VERSION/card).",
+        ),
+    ] = None,
+) -> None:
+    """Write a version's model card: Markdown plus PNG charts (use, data, features, metrics with
+    intervals, calibration, thresholds, segments, comparison, monitoring, limitations, approval)."""
+    from gnn.model_card import CardError, write_model_card
+
+    s = _settings()
+    registry = _registry(s)
+    with _spinner("writing the model card"):
+        try:
+            path = write_model_card(registry, version, out, settings=s)
+        except CardError as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
+    console.print(f"model card: {path}")
+    save_report(s, "models-card", {"version": version, "card": str(path),
+                                   "files": sorted(p.name for p in path.parent.iterdir())})  # fmt: skip
 
 
 @models_app.command("promote")
