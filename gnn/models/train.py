@@ -198,15 +198,20 @@ class GNNScorer:
         )
 
     def _all_logits(
-        self, x_dict: dict[str, torch.Tensor], ei_dict: dict[tuple[str, str, str], torch.Tensor]
+        self,
+        x_dict: dict[str, torch.Tensor],
+        ei_dict: dict[tuple[str, str, str], torch.Tensor],
+        graph: CSRGraph | None = None,
     ) -> torch.Tensor:
-        """Eval-mode logits of every target node: layer-wise or one full-batch forward."""
+        """Eval-mode logits of every target node: layer-wise (over ``graph``, built from
+        ``ei_dict`` when not given) or one full-batch forward."""
         self.module_.eval()
         dev = next(self.module_.parameters()).device
         if self._layerwise(sum(x.shape[0] for x in x_dict.values())):
-            graph = CSRGraph(
-                {et: ei.cpu() for et, ei in ei_dict.items()}, {nt: x.shape[0] for nt, x in x_dict.items()}
-            )
+            if graph is None:
+                graph = CSRGraph(
+                    {et: ei.cpu() for et, ei in ei_dict.items()}, {nt: x.shape[0] for nt, x in x_dict.items()}
+                )
             return self.module_.layerwise_inference(x_dict, graph, getattr(self, "chunk_size", 65_536))
         return self.module_(
             {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
@@ -286,7 +291,9 @@ class GNNScorer:
                     loss.backward()
                     opt.step()
             with torch.no_grad():
-                val = torch.sigmoid(self._all_logits(x_dict, ei_dict)).cpu().numpy()[split.val]
+                # The loader's CSR index serves validation too: built once per fit, not per epoch.
+                graph = None if loader is None else loader.sampler.graph
+                val = torch.sigmoid(self._all_logits(x_dict, ei_dict, graph)).cpu().numpy()[split.val]
             ap = average_precision_score(y_val, val)
             if ap > best:
                 best, best_state, bad, self.best_epoch_ = (
