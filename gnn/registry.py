@@ -7,7 +7,13 @@ Layout under ``<data_dir>/models``::
     <version>/meta.json      snapshot hash, feature list, hyperparameters, metrics, code version
     <version>/MODEL_CARD.md  a human-readable card
 
-Promotion is gated: a model whose validation AUPRC is below production's is refused.
+    <version>/gate.json      the promotion gate's decision and numbers (gnn/promotion.py)
+    challenger.json          the challenger in shadow, if any (apart from registry.json, whose
+                             changes make the API reload)
+
+Promotion is gated: by the version's recorded gate (challenger against champion on the same
+backtest period, :mod:`gnn.promotion`) when it has one, else a model whose validation AUPRC is
+below production's is refused. Every promotion and rollback is kept in the index's history.
 Rollback returns production to the previously promoted version.
 """
 
@@ -128,8 +134,14 @@ class ModelRegistry:
         """The production version, if any."""
         return self._index()["production"]
 
-    def promote(self, version: str, force: bool = False) -> ModelMeta:
-        """Make ``version`` production, unless its validation AUPRC is below production's.
+    def promote(self, version: str, force: bool = False, record: dict[str, Any] | None = None) -> ModelMeta:
+        """Make ``version`` production, unless its gate refused it (:meth:`read_gate`) or, with
+        no gate recorded, its validation AUPRC is below production's.
+
+        Args:
+            version: The version to promote.
+            force: Promote whatever the gate says (the history entry says so).
+            record: Kept in the history entry (who, why, the gate's numbers).
 
         Raises:
             RegistryError: unknown version, or the gate refuses (and ``force`` is not set).
@@ -137,7 +149,11 @@ class ModelRegistry:
         candidate = self.meta(version)
         index = self._index()
         current = index["production"]
-        if current is not None and current != version and not force:
+        gate = self.read_gate(version)
+        if gate is not None and not gate.get("passed", False) and not force and current != version:
+            failed = ", ".join(c["metric"] for c in gate.get("checks", []) if c.get("passed") is False)
+            raise RegistryError(f"refused: the gate refused {version} ({failed or 'see gate.json'})")
+        if gate is None and current is not None and current != version and not force:
             prod = self.meta(current)
             cand_ap = candidate.metrics.get("val_auprc", float("-inf"))
             prod_ap = prod.metrics.get("val_auprc", float("-inf"))
@@ -146,13 +162,22 @@ class ModelRegistry:
                     f"refused: {version} has validation AUPRC {cand_ap:.4f}, below production "
                     f"{current} at {prod_ap:.4f}"
                 )
-        index["history"].append({"version": version, "previous": current, "at": int(time.time() * 1000)})
+        entry = {
+            "version": version,
+            "previous": current,
+            "at": int(time.time() * 1000),
+            "forced": bool(force),
+        }
+        index["history"].append(entry | (record or {}))
         index["production"] = version
         self._save_index(index)
         return candidate
 
-    def rollback(self) -> str:
+    def rollback(self, record: dict[str, Any] | None = None) -> str:
         """Return production to the version before the last promotion.
+
+        The undone promotion leaves the history; the rollback itself is kept in the index's
+        ``rollbacks`` list with ``record`` (who, why, automatic or not).
 
         Raises:
             RegistryError: there is nothing to roll back to.
@@ -162,8 +187,68 @@ class ModelRegistry:
             raise RegistryError("nothing to roll back to")
         last = index["history"].pop()
         index["production"] = last["previous"]
+        index.setdefault("rollbacks", []).append(
+            {"from": last["version"], "to": last["previous"], "at": int(time.time() * 1000)} | (record or {})
+        )
         self._save_index(index)
         return str(index["production"])
+
+    def last_promotion(self) -> dict[str, Any] | None:
+        """The history entry of the promotion that made the current production, if any."""
+        history = self._index()["history"]
+        return dict(history[-1]) if history else None
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        """Every rollback recorded, oldest first."""
+        return list(self._index().get("rollbacks", []))
+
+    # -- the promotion gate and the challenger -----------------------------------------------
+
+    def write_gate(self, version: str, decision: dict[str, Any]) -> Path:
+        """Record the promotion gate's decision for ``version`` (``<version>/gate.json``).
+
+        Raises:
+            RegistryError: no such version.
+        """
+        self.meta(version)
+        path = self.root / version / "gate.json"
+        _write_json(path, decision)
+        return path
+
+    def read_gate(self, version: str) -> dict[str, Any] | None:
+        """The recorded gate decision of ``version``, if it went through one."""
+        path = self.root / version / "gate.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def set_challenger(self, version: str, state: dict[str, Any]) -> None:
+        """Put ``version`` in shadow as the challenger (``state``: since, until, gate...).
+
+        Raises:
+            RegistryError: no such version.
+        """
+        self.meta(version)
+        _write_json(self.root / CHALLENGER_FILE, {"version": version} | state)
+
+    def challenger(self) -> dict[str, Any] | None:
+        """The challenger's state (``version`` and what :meth:`set_challenger` kept), if any."""
+        path = self.root / CHALLENGER_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def clear_challenger(self) -> None:
+        """End the challenger's shadow period (promoted or refused)."""
+        (self.root / CHALLENGER_FILE).unlink(missing_ok=True)
+
+
+# Kept apart from registry.json: the API reloads whenever that file changes, and a challenger
+# entering or leaving shadow changes nothing served.
+CHALLENGER_FILE = "challenger.json"
+
+
+def _write_json(path: Path, body: dict[str, Any]) -> None:
+    """Write ``body`` beside ``path`` and rename it into place (readers never see half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str))
+    tmp.replace(path)
 
 
 def model_card(meta: ModelMeta) -> str:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from gnn.data.entity_graph import entity_graph_dataset
-from gnn.registry import ModelRegistry
+from gnn.registry import ModelRegistry, RegistryError
+from gnn.shadow import SHADOW_DIR, shadow_score
 from graphrisk.store import GraphStore
 
 INPUTS_FILE = "user_inputs.parquet"
@@ -29,6 +30,8 @@ class ScoringReport:
     build_s: float
     predict_s: float
     write_s: float
+    # The challenger's run in shadow beside this one (gnn/shadow.py), when one is in shadow.
+    shadow: dict[str, object] | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for the JSON report."""
@@ -36,7 +39,11 @@ class ScoringReport:
 
 
 def score_users(
-    snapshot_dir: Path, out_dir: Path, registry: ModelRegistry, store: GraphStore | None
+    snapshot_dir: Path,
+    out_dir: Path,
+    registry: ModelRegistry,
+    store: GraphStore | None,
+    shadow_dir: Path | None = None,
 ) -> ScoringReport:
     """Score all users of the snapshot with the production model.
 
@@ -45,6 +52,9 @@ def score_users(
     tree model, the input rows of the users in the review and block bands (those investigators
     open) go to ``out_dir/user_inputs.parquet``, so their published score is explained exactly
     rather than re-scored; every user's row would cost ~5 kB each at a million users.
+
+    While a challenger is in shadow it scores the same users afterwards, logged under
+    ``shadow_dir`` (default ``out_dir/../shadow``) and never published (:func:`gnn.shadow.shadow_score`).
     """
     model, meta = registry.load()
     t0 = time.perf_counter()
@@ -88,9 +98,15 @@ def score_users(
         )
     t3 = time.perf_counter()
     counts = {str(k): int(v) for k, v in pd.Series(bands).value_counts().items()}
+    shadow: dict[str, object] | None
+    try:
+        shadow = shadow_score(registry, dataset, table, shadow_dir or out_dir.parent / SHADOW_DIR)
+    except (RegistryError, OSError, ValueError) as exc:
+        # The champion's scores are published already; a challenger that cannot score is reported.
+        shadow = {"error": f"{type(exc).__name__}: {exc}"}
     return ScoringReport(
         meta.version, len(table), counts, str(path), len(explainable),
-        round(t1 - t0, 2), round(t2 - t1, 2), round(t3 - t2, 2),
+        round(t1 - t0, 2), round(t2 - t1, 2), round(t3 - t2, 2), shadow,
     )  # fmt: skip
 
 

@@ -300,6 +300,7 @@ def refresh_cmd(
         with _errors_exit(), GraphStore(s) as store:
             downstream = _score_and_rings(s, store)
         downstream["monitor"] = _monitor_refresh(s, downstream)
+        downstream["retrain"] = _retrain_after_refresh(s, input_root)
     body = report.to_dict() | downstream
     body["retention"] = _retention_after_refresh(s)
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
@@ -681,31 +682,118 @@ def models_card_cmd(
 @models_app.command("promote")
 def models_promote_cmd(
     version: Annotated[str, typer.Argument(help="Version to promote.")],
-    force: Annotated[bool, typer.Option(help="Skip the validation-AUPRC gate.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Promote even if the gate refused it (recorded in the registry and audit trail)."),
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept with the promotion and in the audit trail).")] = "",
+    actor: Annotated[str, typer.Option(help="Who promotes (the audit entry's actor).")] = "cli",
 ) -> None:
-    """Make a version production (refused if its validation AUPRC is below production's)."""
+    """Make a version production through its promotion gate (``graphrisk retrain`` records one;
+    a version without one is refused if its validation AUPRC is below production's)."""
+    from gnn.promotion import promote
     from gnn.registry import RegistryError
 
-    reg = _registry(_settings())
-    try:
-        meta = reg.promote(version, force=force)
-    except RegistryError as exc:
-        _print_error(exc)
-        raise typer.Exit(1) from None
-    save_report(_settings(), "models-promote", {"production": meta.version, "metrics": meta.metrics})
+    s = _settings()
+    reg = _registry(s)
+    with _audit(s, actor) as audit:
+        try:
+            record = promote(reg, version, actor=actor, audit=audit, force=force, reason=reason)
+        except RegistryError as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
+    meta = reg.meta(version)
+    save_report(s, "models-promote", {"production": meta.version, "metrics": meta.metrics, "record": record})
 
 
 @models_app.command("rollback")
-def models_rollback_cmd() -> None:
-    """Return production to the previously promoted version."""
+def models_rollback_cmd(
+    reason: Annotated[str, typer.Option(help="Why (kept with the rollback and in the audit trail).")] = "",
+    actor: Annotated[str, typer.Option(help="Who rolls back (the audit entry's actor).")] = "cli",
+) -> None:
+    """Return production to the previously promoted version (recorded in the registry and audit trail)."""
+    from gnn.promotion import rollback
     from gnn.registry import RegistryError
 
+    s = _settings()
+    with _audit(s, actor) as audit:
+        try:
+            version = rollback(_registry(s), actor=actor, audit=audit, reason=reason or "manual rollback")
+        except RegistryError as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
+    save_report(s, "models-rollback", {"production": version})
+
+
+@contextmanager
+def _audit(s: Settings, actor: str) -> Iterator[Any]:
+    """An audit callable (gnn.promotion.Audit) on the configured audit log, closed after."""
+    from api.audit import AuditLog
+    from gnn.promotion import audit_to
+
+    log = AuditLog.from_settings(s, background=False)
     try:
-        version = _registry(_settings()).rollback()
-    except RegistryError as exc:
-        _print_error(exc)
-        raise typer.Exit(1) from None
-    save_report(_settings(), "models-rollback", {"production": version})
+        yield audit_to(log, actor)
+    finally:
+        log.close()
+
+
+@app.command("retrain")
+def retrain_cmd(
+    events: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="The event history (partitions) to train from.")
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="user_id, is_fraud (default: setting retrain_labels)."
+        ),
+    ] = None,
+    now: Annotated[bool, typer.Option(help="Train a challenger even if not due.")] = False,
+    decisions: Annotated[
+        bool, typer.Option(help="Merge investigators' decided labels (the decision store) into the labels.")
+    ] = True,
+) -> None:
+    """Champion and challenger: roll back a model on probation whose monitoring breached, promote
+    a challenger whose shadow period is over, then, when due (``retrain_every_h``, or drift alarms
+    of the last monitoring run), train a challenger at the latest labelled period's start, gate it
+    against the champion on that period, and put it in shadow if it passes."""
+    s = _settings()
+    path = labels or s.retrain_labels
+    if path is None:
+        _print_error("no labels: pass --labels or set retrain_labels")
+        raise typer.Exit(2)
+    with _errors_exit():
+        body = _retrain_cycle(s, events, path, decisions=decisions, force=now)
+    save_report(s, "retrain", body)
+
+
+def _retrain_cycle(
+    s: Settings, events: Path, labels: Path, *, decisions: bool, force: bool
+) -> dict[str, Any]:
+    """:func:`gnn.retrain.run_cycle` with the history read only if a retrain is due."""
+    import pandas as pd
+
+    from gnn.retrain import run_cycle
+    from pipelines.event_log import read_event_log
+    from pipelines.parse import FutureEventLimit
+    from pipelines.refresh import discover_partitions
+
+    def load() -> tuple[Any, Any, dict[str, Any]]:
+        table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+        sources: dict[str, Any] = {"file": str(labels), "file_labels": len(table)}
+        if decisions:
+            from api.decisions import training_labels
+
+            table, merged = training_labels(table, s.decision_store_url)
+            sources["decisions"] = merged
+        parts = [p.path for p in discover_partitions(events)]
+        limit = FutureEventLimit(int(time.time() * 1000), s.future_event_tolerance_s)
+        with _spinner("reading events and training a challenger"):
+            return read_event_log(events, parts, s, None, limit), table, sources
+
+    with _audit(s, "retrain") as audit:
+        return run_cycle(s, _registry(s), audit=audit, load_history=load, force=force)
 
 
 @app.command("serve")
@@ -897,6 +985,20 @@ def _retention_after_refresh(s: Settings) -> dict[str, Any] | str:
         return enforce_retention(s).to_dict()
     except (AuditIntegrityError, OSError) as exc:
         console.print(f"retention not enforced: {exc}", markup=False, style="yellow")
+        return f"failed: {exc}"
+
+
+def _retrain_after_refresh(s: Settings, input_root: str) -> dict[str, Any] | str:
+    """The hourly job's champion/challenger step (probation, shadow, retrain when due); its
+    failure is reported, not fatal (the refresh's graph and scores are already published)."""
+    from gnn.registry import RegistryError
+
+    if s.retrain_labels is None or "://" in input_root:
+        return "skipped: set retrain_labels (and refresh a local folder) to retrain on a schedule"
+    try:
+        return _retrain_cycle(s, Path(input_root), s.retrain_labels, decisions=True, force=False)
+    except (RegistryError, OSError, ValueError) as exc:
+        console.print(f"retrain step failed: {exc}", markup=False, style="yellow")
         return f"failed: {exc}"
 
 

@@ -190,6 +190,33 @@ class Settings(BaseSettings):
     # onboarded at least this many hours before it (the backtest's default too).
     label_delay_h: float = Field(72.0, ge=0)
 
+    # Retraining with champion and challenger (gnn/retrain.py, gnn/promotion.py; `graphrisk retrain`,
+    # run at the end of `graphrisk refresh` when due). A challenger is trained every
+    # ``retrain_every_h`` hours, or sooner when the last monitoring run raised drift alarms
+    # (``retrain_on_drift``), from ``retrain_labels`` (user_id, is_fraud) merged with the
+    # investigators' decisions. It is fitted at a cut-off ``retrain_holdout_h`` hours (plus the
+    # label delay) before the history's end, and it and the champion are scored on that same
+    # latest period, which neither trained on. The gate lets it through only if it is no worse than
+    # the champion on every gated metric, within these tolerances (absolute: AUPRC points, hours,
+    # shares of users, calibration error, importance-weighted skew). It then scores in shadow
+    # (logged under data_dir/shadow/, never served) for ``shadow_h`` hours before promotion. A
+    # promoted model is rolled back automatically if, within ``probation_h`` hours of its promotion,
+    # monitoring sees its score PSI reach ``rollback_score_psi`` or a band's share move by
+    # ``rollback_band_shift`` against its training reference.
+    retrain_every_h: float = Field(168.0, gt=0)
+    retrain_on_drift: bool = True
+    retrain_labels: Path | None = None
+    retrain_holdout_h: int = Field(48, ge=1)
+    shadow_h: float = Field(24.0, ge=0)
+    probation_h: float = Field(72.0, ge=0)
+    gate_auprc_tolerance: float = Field(0.02, ge=0)
+    gate_ring_detection_tolerance_h: float = Field(6.0, ge=0)
+    gate_review_load_tolerance: float = Field(0.01, ge=0)
+    gate_ece_tolerance: float = Field(0.02, ge=0)
+    gate_skew_tolerance: float = Field(0.01, ge=0)
+    rollback_score_psi: float = Field(0.25, gt=0)
+    rollback_band_shift: float = Field(0.05, gt=0, le=1)
+
     # The API remembers the identifiers (keyed hashes) of applicants it scored for this long, so a
     # second applicant on the same device within the hour sees the first before the refresh does.
     # Longer than the refresh interval plus a refresh's run time.
