@@ -797,7 +797,7 @@ def _thresholds_section(
         if frame.empty or not thresholds:
             ax.set_visible(False)
             continue
-        days = max((frame["decided_ms"].max() - frame["decided_ms"].min()) / (24 * HOUR_MS), 1 / 24)
+        days = _days(frame["decided_ms"])
         est = bootstrap(frame, thresholds, resamples, seed)
         card["thresholds"][point] = {}
         for name, t in thresholds.items():
@@ -821,6 +821,13 @@ def _thresholds_section(
            "(a share of the book each day); scale per 1,000 decisions to the book scored.", "",
            f"![Precision and review volume against the threshold]({path.name})", ""]  # fmt: skip
     return md
+
+
+def _days(decided_ms: pd.Series) -> float:
+    """Days a held-out period covers: its span, and at least its distinct calendar days (refresh
+    rows are taken at one hour a day, so a one-day slice has no span)."""
+    span = (decided_ms.max() - decided_ms.min()) / (24 * HOUR_MS)
+    return float(max(span, (decided_ms // (24 * HOUR_MS)).nunique(), 1 / 24))
 
 
 def _threshold_plot(ax: Any, frame: pd.DataFrame, thresholds: Mapping[str, float], point: str) -> None:
