@@ -29,8 +29,8 @@ from graphrisk.config import Settings
 HOUR_MS = 3_600_000
 FLAG_BANDS = ("review", "block")
 
-# (action, target, detail) -> the audit entry's seq (None where nothing durable was written).
-Audit = Callable[[str, str, dict[str, Any]], int | None]
+# (actor, action, target, detail) -> the audit entry's seq (None where nothing durable was written).
+Audit = Callable[[str, str, str, dict[str, Any]], int | None]
 
 
 @dataclass(frozen=True)
@@ -266,22 +266,25 @@ def _skew_exposure(model: Any, skew: pd.DataFrame) -> float | None:
 # --- recorded promotion and rollback ---------------------------------------------------------
 
 
-def audit_to(log: Any, actor: str, role: str = "admin", timeout_s: float = 60.0) -> Audit:
+def audit_to(log: Any, role: str = "admin", timeout_s: float = 60.0) -> Audit:
     """An :data:`Audit` writing to an :class:`api.audit.AuditLog` (anything with its ``append``),
     waiting until each entry is committed (a promotion is not done until it is recorded)."""
 
-    def write(action: str, target: str, detail: dict[str, Any]) -> int | None:
+    def write(actor: str, action: str, target: str, detail: dict[str, Any]) -> int | None:
         return log.append(actor, role, action, target, detail).result(timeout=timeout_s)
 
     return write
 
 
-def record_gate(registry: ModelRegistry, decision: GateDecision, audit: Audit | None) -> dict[str, Any]:
+def record_gate(
+    registry: ModelRegistry, decision: GateDecision, audit: Audit | None, actor: str = "retrain"
+) -> dict[str, Any]:
     """Keep the gate's decision beside the challenger and in the audit trail."""
     body = decision.to_dict()
     registry.write_gate(decision.challenger, body)
     if audit is not None:
         body["audit_seq"] = audit(
+            actor,
             "model_gate", f"model:{decision.challenger}",
             {"passed": decision.passed, "champion": decision.champion, "failed": decision.failed(),
              "checks": [asdict(c) for c in decision.checks], "window": decision.window},
@@ -321,10 +324,12 @@ def promote(
         registry.promote(version, force=force, record=record)
     except RegistryError as exc:
         if audit is not None:
-            audit("model_promotion_refused", f"model:{version}", record | {"error": str(exc)})
+            audit(actor, "model_promotion_refused", f"model:{version}", record | {"error": str(exc)})
         raise
     if audit is not None:
-        record["audit_seq"] = audit("model_promotion", f"model:{version}", record | {"previous": previous})
+        record["audit_seq"] = audit(
+            actor, "model_promotion", f"model:{version}", record | {"previous": previous}
+        )
     return record
 
 
@@ -346,7 +351,7 @@ def rollback(
     record = {"actor": actor, "reason": reason, "automatic": automatic, "evidence": evidence or {}}
     version = registry.rollback(record)
     if audit is not None:
-        audit("model_rollback", f"model:{undone}", record | {"to": version})
+        audit(actor, "model_rollback", f"model:{undone}", record | {"to": version})
     return version
 
 

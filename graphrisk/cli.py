@@ -696,7 +696,7 @@ def models_promote_cmd(
 
     s = _settings()
     reg = _registry(s)
-    with _audit(s, actor) as audit:
+    with _audit(s) as audit:
         try:
             record = promote(reg, version, actor=actor, audit=audit, force=force, reason=reason)
         except RegistryError as exc:
@@ -716,7 +716,7 @@ def models_rollback_cmd(
     from gnn.registry import RegistryError
 
     s = _settings()
-    with _audit(s, actor) as audit:
+    with _audit(s) as audit:
         try:
             version = rollback(_registry(s), actor=actor, audit=audit, reason=reason or "manual rollback")
         except RegistryError as exc:
@@ -726,14 +726,14 @@ def models_rollback_cmd(
 
 
 @contextmanager
-def _audit(s: Settings, actor: str) -> Iterator[Any]:
+def _audit(s: Settings) -> Iterator[Any]:
     """An audit callable (gnn.promotion.Audit) on the configured audit log, closed after."""
     from api.audit import AuditLog
     from gnn.promotion import audit_to
 
     log = AuditLog.from_settings(s, background=False)
     try:
-        yield audit_to(log, actor)
+        yield audit_to(log)
     finally:
         log.close()
 
@@ -792,7 +792,7 @@ def _retrain_cycle(
         with _spinner("reading events and training a challenger"):
             return read_event_log(events, parts, s, None, limit), table, sources
 
-    with _audit(s, "retrain") as audit:
+    with _audit(s) as audit:
         return run_cycle(s, _registry(s), audit=audit, load_history=load, force=force)
 
 
