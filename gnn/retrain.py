@@ -35,6 +35,7 @@ from gnn.backtest import BacktestConfig, BacktestResult, fit_point_models, onboa
 from gnn.decision_models import known_by
 from gnn.decision_training import DecisionPointError, DecisionScorer, _risk_model
 from gnn.lineage import event_log_hash, label_set_hash
+from gnn.model_card import save_card_inputs
 from gnn.monitor.reference import save_decision_references
 from gnn.monitor.run import monitor_dir
 from gnn.promotion import (
@@ -92,7 +93,9 @@ def replay(
     ``sample_every_h`` and ``sample_share``: how often, and for which share of users, refresh rows
     are kept (:class:`gnn.backtest.BacktestConfig`); a short history needs them denser.
     """
-    cfg = BacktestConfig(label_delay_h=label_delay_h, sample_every_h=sample_every_h, sample_share=sample_share)
+    cfg = BacktestConfig(
+        label_delay_h=label_delay_h, sample_every_h=sample_every_h, sample_share=sample_share
+    )
     return run_backtest(log, labels, replace(cfg, train_hours=10**7))
 
 
@@ -156,6 +159,9 @@ def fit_challenger(
     )
     save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
                              result.onboarded_at)  # fmt: skip
+    # Model card inputs: held-out scores and label counts (gnn/model_card.py).
+    save_card_inputs(registry.root / meta.version, models, result.rows, labels, result.onboarded_at, log.clean,
+                     cutoff_ms, label_sources)  # fmt: skip
     return meta, fits
 
 
