@@ -174,6 +174,8 @@ def save_card_inputs(
     pd.concat(parts, ignore_index=True).to_parquet(out / HELDOUT_FILE, index=False)
 
     times = clean_events.column("time").to_numpy()
+    # A challenger is fitted at a cut-off before the history's end: its window ends there.
+    times = times[times < cutoff_ms] if (times < cutoff_ms).any() else times
     users_all = labels["user_id"].to_numpy(object)
     known = known_by(onboarding_times(onboarded_at, users_all), cutoff_ms, _delay(models))
     fraud = labels["is_fraud"].to_numpy(np.int64) == 1
@@ -570,7 +572,7 @@ def _training_section(meta: Any, training: dict[str, Any], card: dict[str, Any])
         return md
     win = training["window"]
     labels = training["labels"]
-    sources = training.get("label_sources", {})
+    sources = training.get("label_sources") or (meta.notes or {}).get("label_sources") or {}
     decisions = sources.get("decisions") or {}
     card["training"] = training
     md += [

@@ -18,6 +18,7 @@ import gnn.decision_training as decision_training
 from gnn.backtest import BacktestConfig
 from gnn.decision_training import train_decision_point_models
 from gnn.model_card import INPUTS_DIR, bootstrap, ranking_metrics, write_model_card
+from gnn.promotion import GATED, decide
 from gnn.registry import ModelRegistry
 from graphrisk.cli import app
 from graphrisk.config import Settings
@@ -101,6 +102,17 @@ def test_card_has_every_section_with_real_numbers(trained: dict[str, Any]) -> No
     registry: ModelRegistry = trained["registry"]
     second = trained["second"]
     out = trained["root"] / "card-second"
+    # The champion-challenger gate's record (gnn/promotion.py) beside the version, as retrain leaves it.
+    champion = {
+        "onboarding_auprc": 0.70,
+        "ring_detection_h": 12.0,
+        "review_load": 0.020,
+        "calibration_ece": 0.010,
+    }
+    challenger = champion | {"onboarding_auprc": 0.80, "review_load": 0.018}
+    gate = decide(second.version, trained["first"].version, challenger, champion, {m.name: 0.01 for m in GATED},
+                  {"from": 1_767_830_400_000, "to": 1_767_916_800_000})  # fmt: skip
+    registry.write_gate(second.version, gate.to_dict())
     path = write_model_card(registry, second.version, out, settings=trained["settings"])
     md = path.read_text()
     card = json.loads((out / "card.json").read_text())
@@ -167,7 +179,11 @@ def test_card_has_every_section_with_real_numbers(trained: dict[str, Any]) -> No
     assert "Synthetic training data" not in md  # investigators' decisions were merged into these labels
     assert "Prior shift" in md
     approval = md.split("## Approval record")[1]
-    assert trained["first"].version in approval and "no gate record" in approval
+    assert trained["first"].version in approval and "no gate record" not in approval
+    assert f"Promotion gate: **passed** against champion `{trained['first'].version}`" in approval
+    assert "| onboarding_auprc | 0.7000 | 0.8000 | 0.0100 | higher | yes |" in approval
+    assert "| skew_exposure | n/a | n/a | 0.0100 | lower | not measured (not measured) |" in approval
+    assert "| yes |" in approval.split("Promotion gate")[0]  # promoted with force: the entry says so
     assert card["approval"]["promotions"][0]["version"] == second.version
 
 
@@ -180,6 +196,7 @@ def test_cli_writes_the_first_versions_card(trained: dict[str, Any]) -> None:
     md = (out / "MODEL_CARD.md").read_text()
     assert "this is the first model" in md
     assert "Synthetic training data" in md  # planted labels only
+    assert "no gate record" in md
     assert (trained["registry"].root / first.version / INPUTS_DIR / "heldout.parquet").exists()
     bad = CliRunner().invoke(app, ["models", "card", "no-such-version"], env=env)
     assert bad.exit_code == 1
