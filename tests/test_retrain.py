@@ -20,7 +20,7 @@ import torch
 from api.audit import AuditLog
 from api.decisions import DecisionStore, training_labels
 from api.state import build_snapshot, published_stamps
-from gnn.asof import REFRESH
+from gnn.asof import REFRESH, HourState
 from gnn.monitor.reference import load_reference
 from gnn.monitor.run import monitor_rows, save_result
 from gnn.promotion import (
@@ -35,10 +35,10 @@ from gnn.promotion import (
 )
 from gnn.registry import ModelRegistry, RegistryError
 from gnn.retrain import conclude_shadow, fit_challenger, is_due, last_monitor, replay, retrain
-from gnn.shadow import agreement
+from gnn.shadow import SHADOW_DIR, agreement, shadow_score, shadow_summary
 from graphrisk.config import Settings
 from graphrisk.synthetic.generator import generate
-from pipelines.event_log import read_event_log
+from pipelines.event_log import FactLog, GraphTimeline, read_event_log
 from pipelines.refresh import discover_partitions
 
 torch.set_num_threads(1)
@@ -202,6 +202,43 @@ def test_investigator_decision_reaches_the_next_retrain(history: dict[str, Any],
     assert meta.notes["label_sources"]["decisions"]["changed"] == 1
     assert meta.label_set_hash != champion_meta.label_set_hash
     audit.close()
+
+
+@pytest.mark.slow
+def test_shadow_scores_are_logged_beside_the_champion_and_not_served(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    settings, registry, audit = _own(history, tmp_path)
+    audit.close()
+    lo, _ = holdout_window(history["result"], settings.retrain_holdout_h, DELAY_H)
+    challenger, _ = fit_challenger(history["log"], history["result"], _corrupted(history["labels"], 2), registry,
+                                   lo, DELAY_H)  # fmt: skip
+    now = int(history["result"].end)
+    registry.set_challenger(challenger.version, {"since_ms": now, "until_ms": now + HOUR_MS})
+    # The graph as of the history's end: what a scoring run scores.
+    timeline = GraphTimeline(FactLog.of(history["log"].clean))
+    timeline.advance(now)
+    dataset = HourState.of(timeline).dataset
+    champion, meta = registry.load()
+    scores = champion.predict(dataset)
+    table = pd.DataFrame({"id": dataset.node_ids, "score": scores, "band": champion.band(scores),
+                          "model_version": meta.version})  # fmt: skip
+    stamps = published_stamps(settings)
+    line = shadow_score(registry, dataset, table, settings.data_dir / SHADOW_DIR, now_ms=now)
+    assert line is not None and line["version"] == challenger.version and line["users"] == len(table)
+    assert -1 <= line["spearman"] <= 1 and set(line["flips"]) == {"allow->flagged", "flagged->allow"}
+    logged = pd.read_parquet(line["file"])
+    assert set(logged["challenger_version"]) == {challenger.version} and set(logged["champion_version"]) == {
+        meta.version
+    }
+    # Never served: nothing the API reads changed, production is the champion.
+    assert published_stamps(settings) == stamps and registry.production() == history["champion"]
+    assert shadow_summary(settings.data_dir / SHADOW_DIR, challenger.version)["runs"] == 1
+    # Its period over, it scores no more.
+    assert (
+        shadow_score(registry, dataset, table, settings.data_dir / SHADOW_DIR, now_ms=now + 2 * HOUR_MS)
+        is None
+    )
 
 
 def test_gate_rules_and_schedule(tmp_path: Path) -> None:
