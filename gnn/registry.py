@@ -255,7 +255,14 @@ def model_card(meta: ModelMeta) -> str:
     """A markdown model card for one version."""
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(meta.metrics.items()))
     params = "\n".join(f"| {k} | {v} |" for k, v in sorted(meta.hyperparameters.items()))
-    feats = ", ".join(f"`{f}`" for f in meta.feature_names)
+    # Families with counts, not every name: a reviewer cannot read 1,335 names (gnn/model_card.py
+    # writes the full card with what each family measures).
+    from gnn.monitor.families import family_of
+
+    counts: dict[str, int] = {}
+    for name in meta.feature_names:
+        counts[family_of(name)] = counts.get(family_of(name), 0) + 1
+    feats = "\n".join(f"| `{fam}` | {n} |" for fam, n in counts.items())
     return f"""# Model card: {meta.version}
 
 - **Model**: {meta.model_name}
@@ -281,8 +288,14 @@ adverse action: reasons and evidence paths accompany each score.
 |---|---|
 {params}
 
-## Features ({len(meta.feature_names)})
+## Features ({len(meta.feature_names)} in {len(counts)} families)
+| family | features |
+|---|---|
 {feats}
+
+The full card (training window and labels, metrics per decision point with intervals, calibration,
+thresholds, segments, comparison, monitoring, approval): `card/MODEL_CARD.md`, written by
+`graphrisk train` and `graphrisk models card VERSION`.
 
 ## Limitations
 Labels come from planted rings or investigator decisions, which under-represent fraud nobody has

@@ -198,6 +198,10 @@ def test_cli_writes_the_first_versions_card(trained: dict[str, Any]) -> None:
     assert "Synthetic training data" in md  # planted labels only
     assert "no gate record" in md
     assert (trained["registry"].root / first.version / INPUTS_DIR / "heldout.parquet").exists()
+    # The registry's short card beside the model lists families too, and points to the full one.
+    short = (trained["registry"].root / first.version / "MODEL_CARD.md").read_text()
+    assert "families)" in short and "card/MODEL_CARD.md" in short
+    assert sum(f"`{f}`" in short for f in first.feature_names) <= 5
     bad = CliRunner().invoke(app, ["models", "card", "no-such-version"], env=env)
     assert bad.exit_code == 1
 
