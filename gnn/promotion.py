@@ -46,6 +46,9 @@ class GatedMetric:
 GATED: tuple[GatedMetric, ...] = (
     GatedMetric("onboarding_auprc", True, "gate_auprc_tolerance",
                 "average precision of the onboarding model on the period's applicants"),
+    # Not in the list, gated all the same: the behaviour model re-scores every user hourly.
+    GatedMetric("refresh_auprc", True, "gate_auprc_tolerance",
+                "average precision of the behaviour model on the period's refresh rows"),
     GatedMetric("ring_detection_h", False, "gate_ring_detection_tolerance_h",
                 "median hours from a planted ring's first application in the period to its first "
                 "member flagged at onboarding (never flagged: the period's end)"),
