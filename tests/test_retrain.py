@@ -34,7 +34,7 @@ from gnn.promotion import (
     tolerances,
 )
 from gnn.registry import ModelRegistry, RegistryError
-from gnn.retrain import conclude_shadow, fit_challenger, is_due, last_monitor, replay, retrain
+from gnn.retrain import conclude_shadow, fit_challenger, is_due, last_monitor, replay, retrain, run_cycle
 from gnn.shadow import SHADOW_DIR, agreement, shadow_score, shadow_summary
 from graphrisk.config import Settings
 from graphrisk.synthetic.generator import generate
@@ -317,3 +317,28 @@ def test_cli_promote_force_and_rollback_are_recorded(tmp_path: Path) -> None:
     actions = [e["action"] for e in audit.entries()]
     audit.close()
     assert actions == ["model_promotion_refused", "model_promotion", "model_rollback"]
+
+
+def test_hourly_cycle_promotes_after_shadow_reads_nothing_when_not_due(tmp_path: Path) -> None:
+    """``run_cycle`` (``graphrisk retrain``, the hourly hook): the shadow's end promotes through
+    the gate, and the history is read only when a retrain is due."""
+    settings = _settings(tmp_path / "var", retrain_every_h=24.0, shadow_h=6.0)
+    registry = ModelRegistry(settings.data_dir / "models")
+    fields = {"model_name": "m", "snapshot_hash": "s", "feature_names": ["f"], "hyperparameters": {},
+              "dataset": "unit", "metrics": {}}  # fmt: skip
+    old, new = registry.register({"m": 1}, fields), registry.register({"m": 2}, fields)
+    registry.promote(old.version)
+    registry.write_gate(new.version, {"passed": True, "checks": []})
+    registry.set_challenger(new.version, {"since_ms": 0, "until_ms": 6 * HOUR_MS})
+    (registry.root / "retrain.json").write_text(json.dumps({"last_run_ms": 0}))
+
+    def unread() -> Any:
+        raise AssertionError("the history is read only when a retrain is due")
+
+    early = run_cycle(settings, registry, audit=None, load_history=unread, now_ms=HOUR_MS)
+    assert early["shadow"] is None and registry.production() == old.version and not early["due"]["due"]
+    done = run_cycle(settings, registry, audit=None, load_history=unread, now_ms=7 * HOUR_MS)
+    assert (
+        done["shadow"]["promoted"] and registry.production() == new.version and registry.challenger() is None
+    )
+    assert registry.last_promotion()["shadow"] == {"runs": 0}  # type: ignore[index]
