@@ -991,13 +991,11 @@ def _retention_after_refresh(s: Settings) -> dict[str, Any] | str:
 def _retrain_after_refresh(s: Settings, input_root: str) -> dict[str, Any] | str:
     """The hourly job's champion/challenger step (probation, shadow, retrain when due); its
     failure is reported, not fatal (the refresh's graph and scores are already published)."""
-    from gnn.registry import RegistryError
-
     if s.retrain_labels is None or "://" in input_root:
         return "skipped: set retrain_labels (and refresh a local folder) to retrain on a schedule"
     try:
         return _retrain_cycle(s, Path(input_root), s.retrain_labels, decisions=True, force=False)
-    except (RegistryError, OSError, ValueError) as exc:
+    except (GraphRiskError, OSError, ValueError) as exc:  # registry and audit log errors included
         console.print(f"retrain step failed: {exc}", markup=False, style="yellow")
         return f"failed: {exc}"
 
