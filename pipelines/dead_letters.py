@@ -8,6 +8,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines import uris
+from pipelines.gather import GatherAll
 from pipelines.records import DeadLetter
 
 
@@ -15,8 +16,8 @@ class _WriteFileFn(beam.DoFn):
     def __init__(self, location: str) -> None:
         self._location = location
 
-    def process(self, element: tuple[None, Iterable[DeadLetter]]) -> Iterable[tuple[str, int]]:
-        letters = sorted(element[1], key=lambda d: (d.source, d.line, d.stage))
+    def process(self, _once: None, letters: list[DeadLetter]) -> Iterable[tuple[str, int]]:
+        letters = sorted(letters, key=lambda d: (d.source, d.line, d.stage))
         # Through FileSystems: on a cluster the location is a gs://, s3:// or hdfs:// URI.
         uris.write_atomically(self._location, "".join(d.to_json() + "\n" for d in letters).encode())
         yield "rejected", len(letters)
@@ -30,10 +31,5 @@ class WriteDeadLetters(beam.PTransform):
         self.location = uris.as_uri(location)
 
     def expand(self, letters: beam.PCollection) -> beam.PCollection:
-        # A keyed singleton group makes exactly one writer see every letter, even when empty.
-        return (
-            letters
-            | "OneKey" >> beam.Map(lambda d: (None, d))
-            | "Gather" >> beam.GroupByKey()
-            | "WriteJsonl" >> beam.ParDo(_WriteFileFn(self.location))
-        )
+        # One writer sees every letter, and writes the file (and counts 0) when there are none.
+        return letters | "WriteJsonl" >> GatherAll(_WriteFileFn(self.location))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from pipelines.aggregate import AggregateEdges, AggregateNodes
 from pipelines.dead_letters import WriteDeadLetters
 from pipelines.dedupe import DedupeEvents
 from pipelines.extract import EDGES, NODES, ExtractGraph
+from pipelines.gather import GatherAll
 from pipelines.options import pipeline_options
 from pipelines.parse import FutureEventLimit, ParseEvents
 from pipelines.pseudonymise import PseudonymiseEvents
@@ -231,9 +232,9 @@ class _WriteCountsFn(beam.DoFn):
     def __init__(self, location: str) -> None:
         self._location = location
 
-    def process(self, element: tuple[None, Iterable[tuple[str, int]]]) -> Iterator[dict[str, int]]:
+    def process(self, _once: None, tallies: list[tuple[str, int]]) -> Iterator[dict[str, int]]:
         totals: dict[str, int] = {}
-        for name, n in element[1]:
+        for name, n in tallies:
             totals[name] = totals.get(name, 0) + int(n)
         uris.write_atomically(self._location, json.dumps(totals, sort_keys=True).encode())
         yield totals
@@ -251,13 +252,9 @@ class WriteCounts(beam.PTransform):
         self.location = location
 
     def expand(self, tallies: beam.PCollection) -> beam.PCollection:
-        # One key, so one writer sees every tally; a few hundred small pairs per batch.
-        return (
-            tallies
-            | "OneKey" >> beam.Map(lambda t: (None, t))
-            | "Gather" >> beam.GroupByKey()
-            | "WriteJson" >> beam.ParDo(_WriteCountsFn(self.location))
-        )
+        # One writer sees every tally (a few hundred small pairs per batch), and writes zeros
+        # for a batch of empty files.
+        return tallies | "WriteJson" >> GatherAll(_WriteCountsFn(self.location))
 
 
 def _rejected_by_stage(path: Path) -> dict[str, int]:

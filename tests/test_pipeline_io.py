@@ -171,3 +171,17 @@ def test_prism_jobs_may_run_longer_than_a_minute() -> None:
     assert opts.view_as(PortableOptions).job_server_timeout == PRISM_JOB_TIMEOUT_S >= 3600
     given = pipeline_options("PrismRunner", extra_args=["--job_server_timeout=90"])
     assert given.view_as(PortableOptions).job_server_timeout == 90
+
+
+def test_a_batch_of_empty_files_counts_zero_and_writes_its_dead_letter_file(
+    store: GraphStore, settings: Settings, tmp_path: Path
+) -> None:
+    """The count and dead-letter writers run once even with nothing to write (no silent missing file)."""
+    root = tmp_path / "in" / "dt=2026-01-05" / "hr=00"
+    root.mkdir(parents=True)
+    (root / "part-00000.jsonl").write_text("")
+    (root / "part-00001.csv").write_text("")
+    report = refresh(settings, store, tmp_path / "in")
+    assert [b.partitions for b in report.batches] == [2]
+    assert report.totals()["read"] == 0 and report.totals()["accepted"] == 0
+    assert dead_letter_path(settings, 1).read_text() == ""

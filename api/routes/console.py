@@ -14,7 +14,6 @@ columns, so a filtered page at 100,000 rings is a few vector comparisons and a s
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import threading
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from api.console.handles import HandleError, Handles
 from api.deps import Investigator, State, StrictJSONRoute
+from api.pagination import decode_cursor, encode_cursor
 from api.schemas import V1_ERRORS, RingSummary, error_responses
 from api.state import AppState
 from graphrisk.graph_schema import PSEUDONYMOUS_LABELS
@@ -349,21 +348,6 @@ def _queue_status(decision: str | None) -> Literal["new", "open", "decided"]:
 # --- pagination ----------------------------------------------------------------------------------
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
-        ) from None
-
-
 def _status_mask(status_: str, decided: dict[str, str], position: dict[str, int], n: int) -> np.ndarray:
     """Rows of a queue whose status is ``status_``: decisions are few, so mark their rows and
     compare (new = no decision at all)."""
@@ -432,7 +416,7 @@ def ring_queue(
     if status_ is not None:
         mask &= _status_mask(status_, decided, idx.position, len(mask))
     hits = np.flatnonzero(mask)
-    start = _offset(cursor)
+    start = decode_cursor(cursor)
     page = hits[start : start + limit]
     rows = []
     for pos in page.tolist():
@@ -448,7 +432,7 @@ def ring_queue(
         ))  # fmt: skip
     state.audit.append(caller.name, caller.role.value, "console_ring_queue", "rings",
                        {"returned": len(rows), "matching": len(hits)})  # fmt: skip
-    nxt = _cursor(start + limit) if start + limit < len(hits) else None
+    nxt = encode_cursor(start + limit) if start + limit < len(hits) else None
     return RingQueue(data=rows, count=len(hits), next_cursor=nxt, typologies=list(TYPOLOGIES))
 
 
@@ -470,7 +454,7 @@ def user_queue(
     if status_ is not None:
         mask &= _status_mask(status_, decided, idx.position, len(mask))
     hits = np.flatnonzero(mask)
-    start = _offset(cursor)
+    start = decode_cursor(cursor)
     rows = []
     for pos in hits[start : start + limit].tolist():
         user_id = idx.ids[pos]
@@ -488,7 +472,7 @@ def user_queue(
                               why=why))  # fmt: skip
     state.audit.append(caller.name, caller.role.value, "console_user_queue", "users",
                        {"returned": len(rows), "matching": len(hits)})  # fmt: skip
-    nxt = _cursor(start + limit) if start + limit < len(hits) else None
+    nxt = encode_cursor(start + limit) if start + limit < len(hits) else None
     return UserQueue(data=rows, count=len(hits), next_cursor=nxt)
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
 import networkx as nx
 from fastapi import APIRouter, Query, status
-from fastapi.exceptions import RequestValidationError
 
 from api.auth import REVEAL_ROLES
 from api.deps import Investigator, State, StrictJSONRoute
+from api.pagination import decode_cursor, encode_cursor
 from api.routes.decisions import decision_out
 from api.schemas import (
     BODY_ERRORS,
@@ -31,21 +30,6 @@ HOUR_MS = 3_600_000
 PLAIN_ID_LABELS = frozenset({"User", "Device", "Merchant"})
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
-        ) from None
-
-
 @router.get("", response_model=RingList, responses=error_responses(*V1_ERRORS))
 async def list_rings(
     state: State,
@@ -64,9 +48,9 @@ async def list_rings(
     sel = state.snapshot.rings_above(min_score)
     if status_ is not None:
         sel = [r for r in sel if r.status == status_]
-    start = _offset(cursor)
+    start = decode_cursor(cursor)
     data = sel[start : start + limit]
-    nxt = _cursor(start + limit) if start + limit < len(sel) else None
+    nxt = encode_cursor(start + limit) if start + limit < len(sel) else None
     state.audit.append(
         caller.name, caller.role.value, "list_rings", "rings", {"min_score": min_score, "returned": len(data)}
     )
