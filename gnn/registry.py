@@ -150,9 +150,16 @@ class ModelRegistry:
         index = self._index()
         current = index["production"]
         gate = self.read_gate(version)
-        if gate is not None and not gate.get("passed", False) and not force and current != version:
-            failed = ", ".join(c["metric"] for c in gate.get("checks", []) if c.get("passed") is False)
-            raise RegistryError(f"refused: the gate refused {version} ({failed or 'see gate.json'})")
+        if gate is not None and not force and current != version:
+            if not gate.get("passed", False):
+                failed = ", ".join(c["metric"] for c in gate.get("checks", []) if c.get("passed") is False)
+                raise RegistryError(f"refused: the gate refused {version} ({failed or 'see gate.json'})")
+            if gate.get("champion") != current:
+                # A verdict against another champion says nothing about this one.
+                raise RegistryError(
+                    f"refused: {version} was gated against {gate.get('champion')}, production is now "
+                    f"{current}: retrain to gate it again"
+                )
         if gate is None and current is not None and current != version and not force:
             prod = self.meta(current)
             cand_ap = candidate.metrics.get("val_auprc", float("-inf"))

@@ -328,7 +328,10 @@ def test_hourly_cycle_promotes_after_shadow_reads_nothing_when_not_due(tmp_path:
               "dataset": "unit", "metrics": {}}  # fmt: skip
     old, new = registry.register({"m": 1}, fields), registry.register({"m": 2}, fields)
     registry.promote(old.version)
-    registry.write_gate(new.version, {"passed": True, "checks": []})
+    registry.write_gate(new.version, {"passed": True, "checks": [], "champion": "another"})
+    with pytest.raises(RegistryError, match="gated against another"):
+        registry.promote(new.version)
+    registry.write_gate(new.version, {"passed": True, "checks": [], "champion": old.version})
     registry.set_challenger(new.version, {"since_ms": 0, "until_ms": 6 * HOUR_MS})
     (registry.root / "retrain.json").write_text(json.dumps({"last_run_ms": 0}))
 
