@@ -22,6 +22,7 @@ from api.metrics import LATENCY, REQUESTS, worker_exited
 from api.redact import validation_error_handler
 from api.routes import admin, console, decisions, health, rings, score, users
 from api.state import AppState
+from gnn.online import warm_store_plans
 from graphrisk import __version__
 from graphrisk.config import Settings, load_settings
 from graphrisk.errors import StoreError
@@ -38,6 +39,7 @@ async def _watch_store(state: AppState) -> None:
         try:
             await state.store_calls.call(state.store.verify)
             state.store_ok_at = time.time()
+            await state.store_calls.call(warm_store_plans, state.store)
         except StoreError:
             pass
         await asyncio.sleep(STORE_CHECK_EVERY_S)
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(StoreError):  # a store that is down or hung does not stop the start
             await state.store_calls.call(state.store.verify)
             state.store_ok_at = time.time()
+            await state.store_calls.call(warm_store_plans, state.store)
         app.state.graphrisk = state
         watcher = asyncio.create_task(_watch_store(state))
         publications = (

@@ -107,6 +107,19 @@ def store_links(store: GraphStore, clean: dict[str, Any], max_links: int) -> lis
     return store.read("serving/applicant_links", **params)
 
 
+def warm_store_plans(store: GraphStore, max_links: int = 500) -> None:
+    """Run the applicant path's statements once on ids no node has, so the server plans them now.
+
+    A cold Neo4j compiled the applicant lookup for longer than ``new_applicant_timeout_s`` on
+    a busy host, and the first applicant after a start was answered 503.
+    """
+    none = "graphrisk-warm-up:no-such-id"
+    store_links(
+        store, dict.fromkeys(("device_id", "ip", "doc", "email", "phone", "address"), none), max_links
+    )
+    store.read("serving/user_links", id=none, rels=[r.value for r in APPLICANT_IDENTIFIERS], limit=max_links)
+
+
 def application_nodes(clean: dict[str, Any]) -> dict[RelType, str]:
     """The identifier node of each relation a clean onboarding event brings (absent ones left out)."""
     return {rel: clean[col] for rel, col in APPLICANT_IDENTIFIERS.items() if clean.get(col) is not None}

@@ -26,14 +26,14 @@ ENGINES = [e for e in os.environ.get("GRAPHRISK_TEST_ENGINES", "arcadedb,neo4j")
 
 
 @pytest.fixture(scope="session")
-def world(arcadedb_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The API's scored synthetic graph (tests/api_fixtures.py), built once per session.
+def world(bolt_server: LocalServer | Neo4jServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The API's scored synthetic graph (tests/api_fixtures.py), built once per session and engine.
 
-    On ArcadeDB only: it needs a database of its own (Neo4j community edition serves one), and
-    the API's tests are about the API; the store's own tests run on both engines."""
+    In a database of its own (on Neo4j community, which serves one database per server, a
+    sibling server), apart from the one the ``store`` fixture empties."""
     from tests.api_fixtures import build_world
 
-    return build_world(arcadedb_server, tmp_path_factory)
+    return build_world(bolt_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

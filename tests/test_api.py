@@ -57,8 +57,9 @@ def test_new_applicant_scored_from_neighbourhood_without_writing(
               "email": "new.person@example.org", "phone": "+447700900555",
               "document": {"type": "passport", "number": "NEW123456", "issuing_country": "GB"},
               "address": {"line1": "99 Nowhere Lane", "city": "Leeds", "country": "GB"}}  # fmt: skip
-    risky = client.post("/v1/score", json=farm, headers=HEADERS["onboarding"]).json()
-    calm = client.post("/v1/score", json=clean, headers=HEADERS["onboarding"]).json()
+    answers = [client.post("/v1/score", json=body, headers=HEADERS["onboarding"]) for body in (farm, clean)]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    risky, calm = (a.json() for a in answers)
     assert risky["known_user"] is False and calm["known_user"] is False
     assert risky["score"] > calm["score"]
     assert risky["reasons"]
