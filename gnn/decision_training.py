@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gnn.asof import ONBOARDING, REFRESH
-from gnn.backtest import BacktestConfig, fit_point_models, onboarding_times, run_backtest
+from gnn.backtest import BacktestConfig, BacktestResult, fit_point_models, onboarding_times, run_backtest
 from gnn.data.dataset import NodeDataset
 from gnn.decision_models import DecisionModel, known_by
 from gnn.lineage import event_log_hash, label_set_hash
@@ -86,6 +86,35 @@ def _risk_model(model: DecisionModel, labels: pd.DataFrame) -> RiskModel:
     )  # fmt: skip
 
 
+def fit_served_models(
+    result: BacktestResult, cutoff_ms: int, cfg: BacktestConfig, labels: pd.DataFrame, label_delay_h: float
+) -> tuple[dict[str, DecisionModel], RiskModel, dict[str, float], list[dict[str, Any]]]:
+    """Both decision-point models fitted from rows decided before ``cutoff_ms``, bundled as served.
+
+    Returns the models by point, the behaviour model carrying the onboarding model for
+    applicants (both with the labels known by the cut-off), the metrics a registry records, and
+    each point's fit report.
+
+    Raises:
+        DecisionPointError: a point had too few rows or labels to fit.
+    """
+    fits: list[dict[str, Any]] = []
+    models = fit_point_models(result.rows, cutoff_ms, cfg, labels, result.onboarded_at, fits)
+    if any(p not in models for p in (ONBOARDING, REFRESH)):
+        raise DecisionPointError("; ".join(str(f.get("error")) for f in fits if "error" in f))
+    onboarded = onboarding_times(result.onboarded_at, labels["user_id"].to_numpy(object))
+    known = labels[known_by(onboarded, cutoff_ms, label_delay_h)][["user_id", "is_fraud"]].reset_index(
+        drop=True
+    )
+    behaviour = _risk_model(models[REFRESH], known)
+    behaviour.applicant_model = _risk_model(models[ONBOARDING], known)
+    metrics = {
+        "val_auprc": models[REFRESH].metrics["val_auprc"],
+        **{f"{p}_{k}": v for p, m in models.items() for k, v in m.metrics.items()},
+    }
+    return models, behaviour, metrics, fits
+
+
 def train_decision_point_models(
     log: EventLog,
     labels: pd.DataFrame,
@@ -104,21 +133,7 @@ def train_decision_point_models(
     """
     cfg = replace(config or BacktestConfig(), train_hours=10**7)  # collect rows only: no test period
     result = run_backtest(log, labels, cfg, progress)
-    fits: list[dict[str, Any]] = []
-    models = fit_point_models(result.rows, result.end, cfg, labels, result.onboarded_at, fits)
-    missing = [p for p in (ONBOARDING, REFRESH) if p not in models]
-    if missing:
-        raise DecisionPointError("; ".join(str(f.get("error")) for f in fits if "error" in f))
-    onboarded = onboarding_times(result.onboarded_at, labels["user_id"].to_numpy(object))
-    known = labels[known_by(onboarded, result.end, cfg.label_delay_h)][["user_id", "is_fraud"]].reset_index(
-        drop=True
-    )
-    behaviour = _risk_model(models[REFRESH], known)
-    behaviour.applicant_model = _risk_model(models[ONBOARDING], known)
-    metrics = {
-        "val_auprc": models[REFRESH].metrics["val_auprc"],
-        **{f"{p}_{k}": v for p, m in models.items() for k, v in m.metrics.items()},
-    }
+    models, behaviour, metrics, fits = fit_served_models(result, result.end, cfg, labels, cfg.label_delay_h)
     meta = registry.register(
         behaviour,
         {

@@ -31,9 +31,8 @@ from typing import Any
 import pandas as pd
 
 from gnn.asof import ONBOARDING, REFRESH
-from gnn.backtest import BacktestConfig, BacktestResult, fit_point_models, onboarding_times, run_backtest
-from gnn.decision_models import known_by
-from gnn.decision_training import DecisionPointError, DecisionScorer, _risk_model
+from gnn.backtest import BacktestConfig, BacktestResult, run_backtest
+from gnn.decision_training import DecisionPointError, DecisionScorer, fit_served_models
 from gnn.lineage import event_log_hash, label_set_hash
 from gnn.model_card import save_card_inputs
 from gnn.monitor.reference import save_decision_references
@@ -115,21 +114,7 @@ def fit_challenger(
         DecisionPointError: a point lacks labels known by the cut-off.
     """
     cfg = replace(BacktestConfig(label_delay_h=label_delay_h), train_hours=10**7)
-    fits: list[dict[str, Any]] = []
-    models = fit_point_models(result.rows, cutoff_ms, cfg, labels, result.onboarded_at, fits)
-    missing = [p for p in (ONBOARDING, REFRESH) if p not in models]
-    if missing:
-        raise DecisionPointError("; ".join(str(f.get("error")) for f in fits if "error" in f))
-    onboarded = onboarding_times(result.onboarded_at, labels["user_id"].to_numpy(object))
-    known = labels[known_by(onboarded, cutoff_ms, label_delay_h)][["user_id", "is_fraud"]].reset_index(
-        drop=True
-    )
-    behaviour = _risk_model(models[REFRESH], known)
-    behaviour.applicant_model = _risk_model(models[ONBOARDING], known)
-    metrics = {
-        "val_auprc": models[REFRESH].metrics["val_auprc"],
-        **{f"{p}_{k}": v for p, m in models.items() for k, v in m.metrics.items()},
-    }
+    models, behaviour, metrics, fits = fit_served_models(result, cutoff_ms, cfg, labels, label_delay_h)
     meta = registry.register(
         behaviour,
         {
