@@ -32,13 +32,25 @@ def prepare_multiprocess_dir(path: Path) -> None:
     os.environ[MULTIPROC_ENV] = str(path)
 
 
-def exposition() -> bytes:
-    """The text exposition: this process's registry, or every worker's when there are several."""
+def exposition(monitor_file: Path | None = None) -> bytes:
+    """The text exposition: this process's registry, or every worker's when there are several.
+
+    ``monitor_file`` is the textfile the last monitoring run wrote (drift, skew, alarms; see
+    :mod:`gnn.monitor.metrics`): appended as it is, so the API's scrape carries the model's
+    monitoring beside its own traffic, with no Pushgateway needed. Its families have names of
+    their own, so the two parts never collide.
+    """
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
+        own = generate_latest(registry)
+    else:
+        own = generate_latest()
+    try:
+        monitored = monitor_file.read_bytes() if monitor_file is not None else b""
+    except FileNotFoundError:  # no monitoring run yet
+        monitored = b""
+    return own + monitored
 
 
 def worker_exited() -> None:

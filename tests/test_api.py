@@ -365,3 +365,28 @@ def test_an_applicant_sees_earlier_applicants_before_the_refresh_ingests_them(
     assert rows
     for rel, node in rows:
         assert "example.org" not in node and "FARM00000" not in node and "447700900" not in node, rel
+
+
+def test_metrics_carry_the_last_monitoring_run(client: TestClient, world: dict[str, Any]) -> None:
+    """The API's scrape includes the monitoring textfile (drift alarms), parsed as one valid exposition."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from gnn.monitor.metrics import metrics_path
+
+    path = metrics_path(world["settings"].data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reg = CollectorRegistry()
+    Gauge("graphrisk_monitor_alarms", "Alarms raised, per kind.", ["point", "kind"], registry=reg).labels(
+        "refresh", "feature_psi"
+    ).set(3)
+    write_to_textfile(str(path), reg)
+    try:
+        text = client.get("/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert "graphrisk_requests" in families  # the API's own
+        (sample,) = families["graphrisk_monitor_alarms"].samples
+        assert sample.labels == {"point": "refresh", "kind": "feature_psi"} and sample.value == 3
+    finally:
+        path.unlink()
+    assert "graphrisk_monitor_alarms" not in client.get("/metrics").text

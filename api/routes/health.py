@@ -12,6 +12,7 @@ from api.auth import Role
 from api.deps import MaybePrincipal, State, StrictJSONRoute
 from api.metrics import exposition
 from api.schemas import HealthResponse, error_responses
+from gnn.monitor.metrics import metrics_path
 from graphrisk.errors import StoreError, StoreTimeoutError
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
@@ -63,6 +64,6 @@ async def readyz(state: State, caller: MaybePrincipal) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
-    """Prometheus exposition (every worker's, when there are several)."""
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+def metrics(state: State) -> Response:
+    """Prometheus exposition (every worker's, when there are several), with the last monitoring run's."""
+    return Response(exposition(metrics_path(state.settings.data_dir)), media_type=CONTENT_TYPE_LATEST)
