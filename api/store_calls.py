@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -78,6 +79,12 @@ class StoreCalls:
         with self._lock:
             self._in_flight -= 1
 
-    def close(self) -> None:
-        """Stop taking calls; threads stuck on a hung store are not waited for."""
+    def close(self, grace_s: float | None = None) -> None:
+        """Stop taking calls, and wait up to ``grace_s`` (default: the call timeout) for calls
+        still running, so the driver is not closed under them (a start-up warm-up that outlived
+        its caller's timeout was, and the driver raised); threads stuck on a hung store are
+        then left behind."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + (self.timeout_s if grace_s is None else grace_s)
+        while self._in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)

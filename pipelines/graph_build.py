@@ -29,7 +29,7 @@ from pipelines.read import ReadEvents
 from pipelines.records import TALLY
 from pipelines.seen_ids import ReplayGuard, prepare_guard
 from pipelines.snapshot import WriteSnapshotDelta, delta_dir
-from pipelines.worker_secrets import WorkerSecrets, worker_settings
+from pipelines.worker_secrets import WorkerSecrets, exported, worker_settings
 from pipelines.write_store import WriteGraphToStore
 
 
@@ -189,13 +189,14 @@ def run_graph_build(
     # Only batches before this one count as seen; this batch's own record is rewritten.
     guard = prepare_guard(settings.seen_ids_dir, batch_seq, settings.replay_horizon_days)
     opts = pipeline_options(settings.beam_runner, settings.beam_workers, beam_args)
-    worker_view, secrets = worker_settings(settings, opts)
+    worker_view, secrets, exports = worker_settings(settings, opts)
     started = time.perf_counter()
     pipeline = beam.Pipeline(options=opts)
     records = pipeline | "Read" >> ReadEvents(input_root, relpaths)
     _ = records | "Build" >> BuildEntityGraph(worker_view, secrets, batch_seq, outputs, ingested_at_ms, guard)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with exported(exports):
+        result = pipeline.run()
+        result.wait_until_finish()
     counts = _counts_from_file(outputs.counts)
     outputs.fetch(settings, batch_seq)
     counts.seconds = round(time.perf_counter() - started, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import bz2
 import json
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from pipelines.options import pipeline_options
 from pipelines.read import ReadEvents
 from pipelines.refresh import refresh
 from pipelines.snapshot import delta_dir, load_snapshot
-from pipelines.worker_secrets import worker_settings
+from pipelines.worker_secrets import exported, worker_settings
 from tests.factories import add_bad_records, make_events
 from tests.uri_filesystem import SCHEME, PrefixedLocalFileSystem
 
@@ -105,7 +106,7 @@ def test_secrets_are_not_pickled_into_the_pipeline(settings: Settings, tmp_path:
     marker = str(tmp_path / "a-distinctive-dead-letter-path.jsonl")
     for runner, args in [("DirectRunner", []), ("DirectRunner", ["--direct_num_workers=2"])]:
         opts = pipeline_options(runner, 2 if args else 1, [])
-        view, secrets = worker_settings(settings, opts)
+        view, secrets, exports = worker_settings(settings, opts)
         pipeline = beam.Pipeline(options=opts)
         records = pipeline | ReadEvents(tmp_path, ["x.jsonl"])
         outputs = BatchOutputs(str(tmp_path / "delta"), marker, str(tmp_path / "counts.json"))
@@ -116,8 +117,9 @@ def test_secrets_are_not_pickled_into_the_pipeline(settings: Settings, tmp_path:
         # ...and the key and the store password are not, in any form the runner keeps.
         for secret in (key, password):
             assert not any(secret.encode() in b for b in blobs), f"{secret[:3]}… pickled with {runner} {args}"
-        assert secrets.pseudonymisation_key.resolve() == key  # workers still get it
-        assert secrets.store_password.resolve() == password
+        with exported(exports):  # what the run sets for worker processes
+            assert secrets.pseudonymisation_key.resolve() == key  # workers still get it
+            assert secrets.store_password.resolve() == password
 
 
 def test_a_worker_without_the_launchers_key_fails_loudly(
@@ -156,6 +158,8 @@ def test_worker_processes_read_the_key_from_their_environment(
         and totals["read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"]
     )
     assert store.node_counts()[NodeLabel.USER] == 12
+    # Exported for the run's worker processes only: gone from the launcher's environment after.
+    assert "GRAPHRISK_PSEUDONYMISATION_KEY" not in os.environ
 
 
 def test_prism_jobs_may_run_longer_than_a_minute() -> None:
