@@ -115,6 +115,54 @@ def fit_served_models(
     return models, behaviour, metrics, fits
 
 
+def register_served_models(
+    registry: ModelRegistry,
+    log: EventLog,
+    labels: pd.DataFrame,
+    result: BacktestResult,
+    cutoff_ms: int,
+    models: dict[str, DecisionModel],
+    behaviour: RiskModel,
+    metrics: dict[str, float],
+    dataset: str,
+    label_sources: dict[str, Any] | None,
+    notes: dict[str, Any] | None = None,
+) -> ModelMeta:
+    """Register both decision-point models as one version, with what monitoring and the card read.
+
+    Beside the model: the training rows' monitoring reference (gnn/monitor/reference.py) and the
+    held-out scores and label counts the model card reads (gnn/model_card.py).
+    """
+    meta = registry.register(
+        behaviour,
+        {
+            "model_name": "decision-points",
+            "snapshot_hash": event_log_hash(log.clean),
+            "label_set_hash": label_set_hash(labels),
+            "feature_names": list(models[REFRESH].feature_names),
+            "hyperparameters": {
+                p: json.loads(json.dumps(DecisionScorer(m).config, default=str)) for p, m in models.items()
+            },
+            "metrics": metrics,
+            "dataset": dataset,
+            "threshold": models[REFRESH].block_threshold,
+            "notes": {
+                **(notes or {}),
+                "moments": {
+                    p: {"block": m.block_threshold, "review": m.review_threshold, "cutoff": m.cutoff_ms}
+                    for p, m in models.items()
+                },
+                "applicant_features": list(models[ONBOARDING].feature_names),
+            },
+        },
+    )
+    save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
+                             result.onboarded_at)  # fmt: skip
+    save_card_inputs(registry.root / meta.version, models, result.rows, labels, result.onboarded_at, log.clean,
+                     cutoff_ms, label_sources)  # fmt: skip
+    return meta
+
+
 def train_decision_point_models(
     log: EventLog,
     labels: pd.DataFrame,
@@ -134,36 +182,11 @@ def train_decision_point_models(
     cfg = replace(config or BacktestConfig(), train_hours=10**7)  # collect rows only: no test period
     result = run_backtest(log, labels, cfg, progress)
     models, behaviour, metrics, fits = fit_served_models(result, result.end, cfg, labels, cfg.label_delay_h)
-    meta = registry.register(
-        behaviour,
-        {
-            "model_name": "decision-points",
-            "snapshot_hash": event_log_hash(log.clean),
-            "label_set_hash": label_set_hash(labels),
-            "feature_names": list(models[REFRESH].feature_names),
-            "hyperparameters": {
-                p: json.loads(json.dumps(DecisionScorer(m).config, default=str)) for p, m in models.items()
-            },
-            "metrics": metrics,
-            "dataset": (
-                f"event history to {result.end} (epoch ms): onboarding rows at each application, refresh rows "
-                f"every {cfg.sample_every_h} h; time-ordered validation (latest 30 %), labels known "
-                f"{cfg.label_delay_h} h after onboarding"
-            ),
-            "threshold": models[REFRESH].block_threshold,
-            "notes": {
-                "moments": {
-                    p: {"block": m.block_threshold, "review": m.review_threshold, "cutoff": m.cutoff_ms}
-                    for p, m in models.items()
-                },
-                "applicant_features": list(models[ONBOARDING].feature_names),
-            },
-        },
+    dataset = (
+        f"event history to {result.end} (epoch ms): onboarding rows at each application, refresh rows "
+        f"every {cfg.sample_every_h} h; time-ordered validation (latest 30 %), labels known "
+        f"{cfg.label_delay_h} h after onboarding"
     )
-    # Monitoring: the training rows' reference, beside the model (gnn/monitor/reference.py).
-    save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
-                             result.onboarded_at)  # fmt: skip
-    # Model card: held-out scores and label counts the registry does not keep (gnn/model_card.py).
-    save_card_inputs(registry.root / meta.version, models, result.rows, labels, result.onboarded_at, log.clean,
-                     result.end, label_sources)  # fmt: skip
+    meta = register_served_models(registry, log, labels, result, result.end, models, behaviour, metrics,
+                                  dataset, label_sources)  # fmt: skip
     return meta, {"models": fits, "timings_s": result.timings_s, "cutoff": result.end}

@@ -30,12 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from gnn.asof import ONBOARDING, REFRESH
 from gnn.backtest import BacktestConfig, BacktestResult, run_backtest
-from gnn.decision_training import DecisionPointError, DecisionScorer, fit_served_models
-from gnn.lineage import event_log_hash, label_set_hash
-from gnn.model_card import save_card_inputs
-from gnn.monitor.reference import save_decision_references
+from gnn.decision_training import DecisionPointError, fit_served_models, register_served_models
 from gnn.monitor.run import monitor_dir
 from gnn.promotion import (
     HOUR_MS,
@@ -115,38 +111,12 @@ def fit_challenger(
     """
     cfg = replace(BacktestConfig(label_delay_h=label_delay_h), train_hours=10**7)
     models, behaviour, metrics, fits = fit_served_models(result, cutoff_ms, cfg, labels, label_delay_h)
-    meta = registry.register(
-        behaviour,
-        {
-            "model_name": "decision-points",
-            "snapshot_hash": event_log_hash(log.clean),
-            "label_set_hash": label_set_hash(labels),
-            "feature_names": list(models[REFRESH].feature_names),
-            "hyperparameters": {
-                p: json.loads(json.dumps(DecisionScorer(m).config, default=str)) for p, m in models.items()
-            },
-            "metrics": metrics,
-            "dataset": (
-                f"challenger: event history to {cutoff_ms} (epoch ms, the cut-off before the latest labelled "
-                f"period); labels known {label_delay_h} h after onboarding, investigator decisions merged"
-            ),
-            "threshold": models[REFRESH].block_threshold,
-            "notes": {
-                "role": "challenger",
-                "moments": {
-                    p: {"block": m.block_threshold, "review": m.review_threshold, "cutoff": m.cutoff_ms}
-                    for p, m in models.items()
-                },
-                "applicant_features": list(models[ONBOARDING].feature_names),
-                "label_sources": label_sources or {},
-            },
-        },
+    dataset = (
+        f"challenger: event history to {cutoff_ms} (epoch ms, the cut-off before the latest labelled "
+        f"period); labels known {label_delay_h} h after onboarding, investigator decisions merged"
     )
-    save_decision_references(registry.root / meta.version, meta.version, models, result.rows, labels,
-                             result.onboarded_at)  # fmt: skip
-    # Model card inputs: held-out scores and label counts (gnn/model_card.py).
-    save_card_inputs(registry.root / meta.version, models, result.rows, labels, result.onboarded_at, log.clean,
-                     cutoff_ms, label_sources)  # fmt: skip
+    meta = register_served_models(registry, log, labels, result, cutoff_ms, models, behaviour, metrics, dataset,
+                                  label_sources, notes={"role": "challenger", "label_sources": label_sources or {}})  # fmt: skip
     return meta, fits
 
 

@@ -322,8 +322,6 @@ def test_user_view_shows_explanation_rings_and_graph(page: Any, served: dict[str
         left = page.evaluate(f"window.cy.getElementById({more_id!r}).data('hidden') || 0")
         assert left < hidden
     page.screenshot(path=str(SCREENSHOTS / "console-user.png"))
-    if "/v1/users/{user_id}/decision" not in create_app(served["settings"]).openapi()["paths"]:
-        pytest.skip("POST /v1/users/{user_id}/decision is not in the API yet (the decision backend adds it)")
     page.fill("#user-view .decision textarea", "asked for documents")
     page.click("#user-view .decision button[data-decision=needs_info]")
     page.wait_for_selector("#user-view .decision-result:has-text('Recorded')")
