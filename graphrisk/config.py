@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     dead_letter_retention_days: int = Field(30, ge=1)
     audit_retention_days: int = Field(1826, ge=1)
     shadow_log_retention_days: int = Field(90, ge=1)
+    # Served feature rows (api/served_rows.py): the model-input row the API scored each new
+    # applicant from (derived counts keyed by the pseudonymous user id), kept until the monitoring
+    # run compares it with the batch row of the same user; deleted after this many days.
+    served_rows_retention_days: int = Field(30, ge=1)
+    served_rows_log: bool = True
     rate_limit_per_minute: int = Field(6000, ge=1)
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     # Threads scoring new applicants. Each request is mostly Python holding the GIL: with four
@@ -175,6 +180,11 @@ class Settings(BaseSettings):
     drift_band_shift_alert: float = Field(0.05, gt=0, le=1)
     drift_label_z_alert: float = Field(4.0, gt=0)
     skew_mismatch_alert: float = Field(0.01, ge=0, le=1)
+    # Training-serving skew of the monitoring run: served applicant rows of the last
+    # ``skew_window_h`` hours compared with their batch as-of rows; up to ``skew_known_users``
+    # known users re-built online from the store and compared with their published rows.
+    skew_window_h: float = Field(48.0, gt=0)
+    skew_known_users: int = Field(200, ge=0)
     monitor_hub_users: int = Field(50, ge=2)
     ring_input_outside_max: float = Field(0.1, gt=0, le=1)
 
