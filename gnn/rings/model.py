@@ -8,6 +8,19 @@ split: ``folds`` boosters, each fitted without one stratified fold, score the fo
 out; the sigmoid (Platt) calibration is fitted on those out-of-fold margins and the final
 booster on every cluster. Isotonic steps were tried first: with ~50 validation positives they
 tied most flagged clusters on one plateau, so the 0.5 threshold cut through it arbitrarily.
+
+Methods (:func:`fit_ring_model`)
+--------------------------------
+- ``trees`` (default): LightGBM over the cluster features, as above.
+- ``combined``: the ring subgraph GNN (:mod:`gnn.rings.subgraph_gnn`) is fitted first; its
+  out-of-fold logit becomes one more column (``gnn_logit``) of the trees, so no cluster's
+  column comes from a network that saw its label. The fitted GNN rides along in the pickle
+  (``RingModel.gnn``, a CPU state dict) and gives the column when scoring
+  (:func:`ring_inputs`).
+- ``auto``: both are fitted and the one with the higher out-of-fold AUPRC is kept.
+
+Models pickled before the GNN existed have no ``gnn`` attribute in their state; the class
+default (None) reads them as trees-only models.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +39,12 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold
 
 from gnn.rings.candidates import Candidates
+from graphrisk.graph_schema import NodeLabel, RelType
+
+if TYPE_CHECKING:
+    # Imported lazily: PyTorch Geometric is loaded only by models that use the GNN (a pickled
+    # combined model imports it itself when unpickled).
+    from gnn.rings.subgraph_gnn import GNNConfig, RingGNNScorer
 
 MATCH_JACCARD = 0.5
 FRAUD_SHARE = 0.5
@@ -91,6 +111,13 @@ class RingModel:
     threshold: float = 0.5
     metrics: dict[str, float] = field(default_factory=dict)
     version: str = ""
+    # The ring subgraph GNN whose logit is the ``gnn_logit`` column (None: trees only).
+    gnn: RingGNNScorer | None = None
+
+    @property
+    def method(self) -> str:
+        """``combined`` when the trees read the GNN's logit, else ``trees``."""
+        return "combined" if getattr(self, "gnn", None) is not None else "trees"
 
     def raw(self, features: pd.DataFrame) -> np.ndarray:
         """Uncalibrated tree scores (margins for Platt-calibrated models)."""
@@ -154,10 +181,71 @@ def train_ring_model(
         "val_auprc": float(average_precision_score(y, cal)),
         "val_auprc_score_mean": float(
             average_precision_score(y, np.nan_to_num(features["score_mean"].to_numpy()))
-        ),
+        )
+        if "score_mean" in features
+        else float("nan"),
         "train_clusters": len(y),
         "val_clusters": len(y),
         "folds": folds,
         "positives": int(y.sum()),
     }
     return model
+
+
+GNN_COLUMN = "gnn_logit"
+METHODS = ("trees", "combined", "auto")
+
+
+def fit_ring_model(
+    features: pd.DataFrame,
+    y: np.ndarray,
+    graphs: list | None = None,
+    method: str = "trees",
+    seed: int = 0,
+    version: str = "",
+    gnn_config: GNNConfig | None = None,
+) -> RingModel:
+    """The ring model by ``method`` (see the module docstring); ``graphs`` from
+    :func:`~gnn.rings.subgraph_gnn.build_ring_graphs` are needed unless ``method`` is ``trees``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"ring method {method!r} not in {METHODS}")
+    trees = train_ring_model(features, y, seed=seed, version=version) if method != "combined" else None
+    if method == "trees":
+        assert trees is not None
+        return trees
+    if graphs is None:
+        raise ValueError(f"ring method {method!r} needs the clusters' subgraphs")
+    from gnn.rings.subgraph_gnn import GNNConfig, fit_ring_gnn
+
+    cfg = gnn_config or GNNConfig(seed=seed)
+    scorer, oof = fit_ring_gnn(graphs, y, cfg)
+    combined = train_ring_model(features.assign(**{GNN_COLUMN: oof}), y, seed=seed, version=version)
+    combined.gnn = scorer
+    combined.metrics["gnn_oof_auprc"] = scorer.metrics["oof_auprc"]
+    if trees is None:
+        return combined
+    # Validation decides: out-of-fold AUPRC of the calibrated scores, trees alone vs combined.
+    keep = combined if combined.metrics["val_auprc"] > trees.metrics["val_auprc"] else trees
+    keep.metrics["auto_trees_val_auprc"] = trees.metrics["val_auprc"]
+    keep.metrics["auto_combined_val_auprc"] = combined.metrics["val_auprc"]
+    return keep
+
+
+def ring_inputs(
+    model: RingModel,
+    features: pd.DataFrame,
+    cand: Candidates,
+    nodes: dict[NodeLabel, pd.DataFrame],
+    edges: dict[RelType, pd.DataFrame],
+    scores: pd.DataFrame | None = None,
+    graphs: list | None = None,
+) -> pd.DataFrame:
+    """``features`` plus, for a combined model, the GNN's logit column (trees-only: unchanged)."""
+    gnn = getattr(model, "gnn", None)
+    if gnn is None:
+        return features
+    from gnn.rings.subgraph_gnn import build_ring_graphs
+
+    graphs = graphs if graphs is not None else build_ring_graphs(cand, nodes, edges, scores)
+    return features.assign(**{GNN_COLUMN: gnn.logits(graphs) if len(graphs) else np.zeros(0)})
