@@ -11,6 +11,15 @@ Protocols (see ``../shared/data/README.md``):
 Prints a table; asserts nothing. Example::
 
     python bench/quality.py --seeds 5 --out bench/out
+
+Trees alone, the GNN alone and their production combination, one run, every dataset::
+
+    python bench/quality.py --models gbdt,sage,gnn+gbdt --folds 5
+
+``gnn+gbdt`` (:class:`gnn.models.graph_trees.GraphTreesScorer`) is the ``gbdt`` column's model
+with the GNN's out-of-fold score and embedding as extra columns; ``sage`` is that GNN alone. The
+closing lines say per dataset whether the combination beats trees by more than the standard
+deviation across seeds.
 """
 
 from __future__ import annotations
@@ -51,8 +60,11 @@ TOLOKERS_PARAMS: dict[str, Any] = {"num_leaves": 15}
 TOLOKERS_SPECTRAL_DIMS = 128
 
 
-def candidates(dataset: str, names: list[str], threads: int = 2) -> dict[str, Callable[[int], Any]]:
-    """Model factories (seed -> scorer) for one dataset; LightGBM uses ``threads`` threads."""
+def candidates(
+    dataset: str, names: list[str], threads: int = 2, folds: int = 5, device: str | None = None
+) -> dict[str, Callable[[int], Any]]:
+    """Model factories (seed -> scorer) for one dataset; LightGBM uses ``threads`` threads,
+    ``gnn+gbdt`` ``folds`` out-of-fold GNN fits, GNNs run on ``device`` (default: auto)."""
     tab = {"S-FFSD": SFFSD_TABULAR, "Tolokers": TOLOKERS_TABULAR}.get(dataset, FeatureOptions())
     params = TOLOKERS_PARAMS if dataset == "Tolokers" else None
     graph = SFFSD_GRAPH if dataset == "S-FFSD" else FeatureOptions(neighbour_hops=0, label_hops=1)
@@ -65,7 +77,24 @@ def candidates(dataset: str, names: list[str], threads: int = 2) -> dict[str, Ca
             base=make_model("gbdt", s, features=tab, params=params, refit=False, n_jobs=threads),
             second=make_model("gbdt", s, features=tab, params=params, n_jobs=threads),
         ),
-        "sage": lambda s: make_model("sage", s, features=graph, epochs=200, patience=30),
+        "sage": lambda s: make_model("sage", s, features=graph, epochs=200, patience=30, device=device),
+        # The gbdt column's trees, plus the GNN's out-of-fold score and 8-wide embedding.
+        "gnn+gbdt": lambda s: make_model(
+            "gnn+gbdt",
+            s,
+            gnn=make_model(
+                "sage",
+                s,
+                features=graph,
+                epochs=200,
+                patience=30,
+                embed_dim=8,
+                edge_features=True,
+                device=device,
+            ),
+            trees=make_model("gbdt", s, features=tab, params=params, n_jobs=threads),
+            folds=folds,
+        ),
         "bwgnn": lambda s: make_model("bwgnn", s, features=graph, epochs=200, patience=30),
     }
     return {n: table[n] for n in names}
@@ -105,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tolokers-spectral-dims", type=int, default=TOLOKERS_SPECTRAL_DIMS, help="0 = raw features only"
     )
     parser.add_argument("--datasets", default="sffsd,tolokers,amlsim")
-    parser.add_argument("--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn")
+    parser.add_argument(
+        "--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn,gnn+gbdt"
+    )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--folds", type=int, default=5, help="gnn+gbdt: out-of-fold GNN folds")
+    parser.add_argument("--device", default=None, help="GNN device: cpu, cuda (default: auto)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -115,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         names = ["logreg", *names]  # the baseline column
 
     rows = []
+    verdicts = []
     for ds in load_all(
         args.data_dir, args.seeds, args.datasets.split(","), args.tolokers_masks, args.tolokers_spectral_dims
     ):
         t0 = time.perf_counter()
         report = evaluate_dataset(
             ds,
-            candidates(ds.name, names, args.threads),
+            candidates(ds.name, names, args.threads, args.folds, args.device),
             out_dir=args.out,
             log=print if args.verbose else None,
         )
@@ -155,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"val AUPRC {100 * m['val_auprc']['mean']:.2f}  fit {m['fit_s']['mean']:.1f}s",
                 flush=True,
             )
+        if "gbdt" in names and "gnn+gbdt" in names:
+            verdicts.append(
+                verdict(ds.name, report["models"]["gbdt"]["summary"], report["models"]["gnn+gbdt"]["summary"])
+            )
+            print(verdicts[-1], flush=True)
         print(f"# {ds.name} done in {time.perf_counter() - t0:.0f}s", flush=True)
 
     header = [
@@ -175,7 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
     print(f"(mean ± std over seeds, in %; threads={args.threads})")
+    for v in verdicts:
+        print(v)
     return 0
+
+
+def verdict(name: str, trees: dict[str, dict[str, float]], combo: dict[str, dict[str, float]]) -> str:
+    """Whether the combination's test AUPRC beats the trees' by more than the larger of their
+    standard deviations across seeds."""
+    gain = combo["auprc"]["mean"] - trees["auprc"]["mean"]
+    noise = max(combo["auprc"]["std"], trees["auprc"]["std"])
+    word = "beats" if gain > noise else ("trails" if gain < -noise else "ties")
+    return (
+        f"# {name}: gnn+gbdt {word} gbdt: AUPRC {100 * gain:+.2f} points "
+        f"(std across seeds {100 * noise:.2f}); AUROC {100 * (combo['auroc']['mean'] - trees['auroc']['mean']):+.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ Features per user (all from the snapshot, none from labels):
 Identifier nodes get their user degree, event count and age. Every relation is stored in both
 directions (``rev_`` types) so messages reach users from identifiers and back; 2-hop user-user
 aggregates are then computed by :mod:`gnn.features`.
+
+Every edge also carries, for models that read edges (the GNN's time encoding), ``edge_attr``
+with the columns of :data:`EDGE_ATTR_NAMES` (its age at the decision time from its first and last
+sighting, its event count, and how many links to the same destination started in the hour, day
+and week before it: the identifier's creation velocity as seen at this link), and ``edge_age_h``,
+hours from first sighting to the decision time, so a model keeps only edges from before it.
+Tree features do not read them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ WINDOWS_MS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * 24 * HOUR_MS}
 IDENTIFIER_RELS = (
     RelType.USED_DEVICE, RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL,
     RelType.USED_IP, RelType.LIVES_AT, RelType.USED_CARD,
+)  # fmt: skip
+EDGE_ATTR_NAMES = (
+    "age_first_h", "age_last_h", "events", "dst_velocity_1h", "dst_velocity_24h", "dst_velocity_7d",
 )  # fmt: skip
 VELOCITY_RELS = (
     RelType.USED_DEVICE,
@@ -72,6 +82,26 @@ def velocity_counts(group: np.ndarray, t: np.ndarray, windows: tuple[int, ...]) 
     for i, w in enumerate(windows):
         out[i, order] = hi - np.searchsorted(key, key - w, side="left")
     return out
+
+
+def edge_attributes(e: pd.DataFrame, dst: np.ndarray, now: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``edge_attr`` (:data:`EDGE_ATTR_NAMES`, float32 ``[E, 6]``) and ``edge_age_h`` (``[E]``)
+    of one relation's edges, ``dst`` their destinations' positions, ``now`` the decision time.
+
+    Ages are measured at ``now``; the last sighting's age is floored at 0, so an edge's activity
+    after ``now`` (tables not taken as of ``now``) says nothing beyond "still seen".
+    """
+    first = e["first_seen"].to_numpy(dtype=np.int64)
+    age_first = (now - first) / HOUR_MS
+    age_last = np.maximum((now - e["last_seen"].to_numpy(dtype=np.float64)) / HOUR_MS, 0.0)
+    velocity = (
+        velocity_counts(dst, first, tuple(WINDOWS_MS.values())).astype(np.float64)
+        if len(first)
+        else np.zeros((len(WINDOWS_MS), 0))
+    )
+    cols = [age_first, age_last, e["count"].to_numpy(dtype=np.float64), *velocity]
+    ea = torch.as_tensor(np.column_stack(cols).astype(np.float32).reshape(len(first), len(EDGE_ATTR_NAMES)))
+    return ea, torch.as_tensor(age_first.astype(np.float32))
 
 
 def entity_graph_dataset(
@@ -185,6 +215,13 @@ def entity_graph_from_tables(
         ei = torch.as_tensor(np.vstack([src, dst]), dtype=torch.long)
         data[et.src.value, rel.value, et.dst.value].edge_index = ei
         data[et.dst.value, f"rev_{rel.value}", et.src.value].edge_index = ei.flip(0)
+        ea, age = edge_attributes(e, dst, now)
+        for key in (
+            (et.src.value, rel.value, et.dst.value),
+            (et.dst.value, f"rev_{rel.value}", et.src.value),
+        ):
+            data[key].edge_attr = ea
+            data[key].edge_age_h = age
 
     first_pay = np.full(n_users, np.nan)
     paid = edges[RelType.PAID]

@@ -9,6 +9,7 @@ from gnn.models.base import FeatureOptions, Scorer, seed_everything, tabular_fea
 from gnn.models.baseline import LogisticScorer
 from gnn.models.bwgnn import BWGNN, BWGNNScorer
 from gnn.models.gbdt import GBDTScorer
+from gnn.models.graph_trees import GraphTreesScorer
 from gnn.models.hetero_sage import HeteroSAGE, HeteroSAGEScorer
 from gnn.models.stack import BlendScorer, StackedScorer
 
@@ -18,12 +19,14 @@ MODELS: dict[str, type] = {
     "sage": HeteroSAGEScorer,
     "bwgnn": BWGNNScorer,
     "stack": StackedScorer,
+    # A GNN's out-of-fold score and embedding as columns of the GBDT (gnn/models/graph_trees.py).
+    "gnn+gbdt": GraphTreesScorer,
 }
 
 
 def make_model(name: str, seed: int = 0, **kwargs: Any) -> Any:
     """An unfitted scorer from its config name (``logreg``, ``gbdt``, ``sage``, ``bwgnn``,
-    ``stack``) and keyword arguments (as in its ``config``)."""
+    ``stack``, ``gnn+gbdt``) and keyword arguments (as in its ``config``)."""
     try:
         cls = MODELS[name.lower()]
     except KeyError:
@@ -38,6 +41,7 @@ __all__ = [
     "BlendScorer",
     "FeatureOptions",
     "GBDTScorer",
+    "GraphTreesScorer",
     "HeteroSAGE",
     "HeteroSAGEScorer",
     "LogisticScorer",

@@ -98,6 +98,36 @@ def gnn_inputs(
     return scale_inputs(dataset, raw, scalers), edge_index_dict, names
 
 
+EdgeType = tuple[str, str, str]
+
+
+def raw_edges(
+    dataset: NodeDataset, with_attrs: bool
+) -> tuple[dict[EdgeType, torch.Tensor], dict[EdgeType, torch.Tensor]]:
+    """Edges the GNN may read and, with ``with_attrs``, their unscaled ``edge_attr`` per relation.
+
+    The as-of rule: a relation whose store carries ``edge_age_h`` (hours from the edge's first
+    sighting to the dataset's decision time, :mod:`gnn.data.entity_graph`) keeps only edges seen
+    before that time, so no message crosses an edge from the decision's future.
+    """
+    ei_dict: dict[EdgeType, torch.Tensor] = {}
+    ea_dict: dict[EdgeType, torch.Tensor] = {}
+    for et in dataset.data.edge_types:
+        store = dataset.data[et]
+        ei = store.edge_index
+        ea = store.get("edge_attr") if with_attrs else None
+        age = store.get("edge_age_h")
+        if age is not None:
+            keep = age >= 0
+            if not bool(keep.all()):
+                ei = ei[:, keep]
+                ea = None if ea is None else ea[keep]
+        ei_dict[et] = ei
+        if ea is not None and ea.dim() == 2 and ea.shape[1] > 0:
+            ea_dict[et] = ea
+    return ei_dict, ea_dict
+
+
 class GNNScorer:
     """Train a graph module, full-batch or on sampled mini-batches; early stopping on validation AUPRC.
 
@@ -125,6 +155,10 @@ class GNNScorer:
         num_neighbors: Neighbours sampled per relation per hop in mini-batch mode (default
             ``[10] * layers``; ``-1`` takes all).
         chunk_size: Nodes per chunk in layer-wise inference.
+        edge_features: Read each relation's ``edge_attr`` (scaled by a :class:`FeatureScaler`
+            per relation fitted at ``fit``) where the module supports it (:class:`HeteroSAGE`).
+        amp: Train under ``torch.autocast`` (bfloat16) when the device is CUDA; scoring stays in
+            float32, so served scores do not depend on it. Ignored on the CPU.
     """
 
     name = "gnn"
@@ -155,6 +189,8 @@ class GNNScorer:
         batch_size: int | None = None,
         num_neighbors: list[int] | None = None,
         chunk_size: int = 65_536,
+        edge_features: bool = False,
+        amp: bool = False,
     ) -> None:
         self.hidden = hidden
         self.layers = layers
@@ -170,6 +206,10 @@ class GNNScorer:
         self.batch_size = batch_size
         self.num_neighbors = num_neighbors
         self.chunk_size = chunk_size
+        self.edge_features = edge_features
+        self.amp = amp
+        self.edge_scalers_: dict[EdgeType, FeatureScaler] = {}
+        self.edge_dims_: dict[EdgeType, int] = {}
         self.feature_names: list[str] = []
         self.validation_scores_: np.ndarray | None = None
         self.label_mask_: np.ndarray | None = None
@@ -186,6 +226,10 @@ class GNNScorer:
         if getattr(self, "batch_size", None) is not None:
             # Only when set: full-batch configs stay as they were saved before mini-batches existed.
             out.update(batch_size=self.batch_size, num_neighbors=self._fanout())
+        if getattr(self, "edge_features", False):
+            out["edge_features"] = True
+        if getattr(self, "amp", False):
+            out["amp"] = True
         return out
 
     def _fanout(self) -> list[int]:
@@ -202,20 +246,40 @@ class GNNScorer:
         x_dict: dict[str, torch.Tensor],
         ei_dict: dict[tuple[str, str, str], torch.Tensor],
         graph: CSRGraph | None = None,
-    ) -> torch.Tensor:
+        ea_dict: dict[EdgeType, torch.Tensor] | None = None,
+        return_embedding: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode logits of every target node: layer-wise (over ``graph``, built from
-        ``ei_dict`` when not given) or one full-batch forward."""
+        ``ei_dict`` when not given) or one full-batch forward; with ``return_embedding`` the
+        module's embedding too."""
         self.module_.eval()
         dev = next(self.module_.parameters()).device
+        extra: dict[str, Any] = {}
+        if ea_dict:
+            extra["edge_attr_dict"] = ea_dict
+        if return_embedding:
+            extra["return_embedding"] = True
         if self._layerwise(sum(x.shape[0] for x in x_dict.values())):
             if graph is None:
                 graph = CSRGraph(
                     {et: ei.cpu() for et, ei in ei_dict.items()}, {nt: x.shape[0] for nt, x in x_dict.items()}
                 )
-            return self.module_.layerwise_inference(x_dict, graph, getattr(self, "chunk_size", 65_536))
+            return self.module_.layerwise_inference(
+                x_dict, graph, getattr(self, "chunk_size", 65_536), **extra
+            )
+        if ea_dict:
+            extra["edge_attr_dict"] = {k: v.to(dev) for k, v in ea_dict.items()}
         return self.module_(
-            {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}
+            {k: v.to(dev) for k, v in x_dict.items()}, {k: v.to(dev) for k, v in ei_dict.items()}, **extra
         )
+
+    def _edges(
+        self, dataset: NodeDataset
+    ) -> tuple[dict[EdgeType, torch.Tensor], dict[EdgeType, torch.Tensor]]:
+        """Edges (as-of filtered) and the scaled edge attributes the module was fit with."""
+        ei_dict, raw = raw_edges(dataset, getattr(self, "edge_features", False))
+        scalers = getattr(self, "edge_scalers_", None) or {}
+        return ei_dict, {et: scalers[et].transform(ea) for et, ea in raw.items() if et in scalers}
 
     def build(
         self, in_dims: dict[str, int], metadata: tuple[list[str], list[tuple[str, str, str]]], target: str
@@ -245,7 +309,13 @@ class GNNScorer:
         home = torch.device("cpu") if minibatch else dev
         x_dict = {k: v.to(home) for k, v in scale_inputs(dataset, raw, self.scalers_).items()}
         del raw
-        ei_dict = {et: dataset.data[et].edge_index.to(home) for et in dataset.data.edge_types}
+        ei_dict, ea_raw = raw_edges(dataset, self.edge_features)
+        # Edge attributes carry no labels: scaled on every edge of the training graph.
+        self.edge_scalers_ = {et: FeatureScaler.fit(ea) for et, ea in ea_raw.items()}
+        self.edge_dims_ = {et: int(ea.shape[1]) for et, ea in ea_raw.items()}
+        ea_dict = {et: self.edge_scalers_[et].transform(ea).to(home) for et, ea in ea_raw.items()}
+        del ea_raw
+        ei_dict = {et: ei.to(home) for et, ei in ei_dict.items()}
         metadata = (list(x_dict), list(ei_dict))
         self.module_ = self.build({k: v.shape[1] for k, v in x_dict.items()}, metadata, dataset.target).to(
             dev
@@ -263,6 +333,8 @@ class GNNScorer:
                 graph[nt].x = x
             for et, ei in ei_dict.items():
                 graph[et].edge_index = ei
+                if et in ea_dict:
+                    graph[et].edge_attr = ea_dict[et]
             loader = CSRNeighborLoader(
                 graph,
                 self._fanout(),
@@ -271,13 +343,18 @@ class GNNScorer:
                 shuffle=True,
                 seed=self.seed,
             )
+        # bfloat16 autocast on CUDA only: its exponent range is float32's, so no loss scaling is
+        # needed; the loss is computed in float32 on float32 logits.
+        autocast = bool(getattr(self, "amp", False)) and dev.type == "cuda"
+        edge_kw = {"edge_attr_dict": ea_dict} if ea_dict else {}
         best, best_state, bad = -1.0, None, 0
         for epoch in range(self.epochs):
             self.module_.train()
             if loader is None:
                 opt.zero_grad()
-                logits = self.module_(x_dict, ei_dict)
-                loss = self._loss(logits[tr], y[tr], pos_weight)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = self.module_(x_dict, ei_dict, **edge_kw)
+                loss = self._loss(logits.float()[tr], y[tr], pos_weight)
                 loss.backward()
                 opt.step()
             else:
@@ -285,15 +362,19 @@ class GNNScorer:
                     batch = batch.to(dev)
                     size = batch[dataset.target].batch_size
                     opt.zero_grad()
-                    logits = self.module_(batch.x_dict, batch.edge_index_dict)[:size]
+                    kw = {"edge_attr_dict": batch.edge_attr_dict} if ea_dict else {}
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = self.module_(batch.x_dict, batch.edge_index_dict, **kw)[:size]
                     # pos_weight stays the whole training set's: batches vary in fraud rate.
-                    loss = self._loss(logits, y[batch[dataset.target].n_id[:size]], pos_weight)
+                    loss = self._loss(logits.float(), y[batch[dataset.target].n_id[:size]], pos_weight)
                     loss.backward()
                     opt.step()
             with torch.no_grad():
                 # The loader's CSR index serves validation too: built once per fit, not per epoch.
                 graph = None if loader is None else loader.sampler.graph
-                val = torch.sigmoid(self._all_logits(x_dict, ei_dict, graph)).cpu().numpy()[split.val]
+                val = (
+                    torch.sigmoid(self._all_logits(x_dict, ei_dict, graph, ea_dict)).cpu().numpy()[split.val]
+                )
             ap = average_precision_score(y_val, val)
             if ap > best:
                 best, best_state, bad, self.best_epoch_ = (
@@ -326,8 +407,28 @@ class GNNScorer:
             raise RuntimeError(f"{type(self).__name__} was fit without stored input scalers; refit it")
         mask = self.label_mask_ if label_mask is None else label_mask
         prior = getattr(self, "label_prior_", None)
-        x_dict, ei_dict, _ = gnn_inputs(dataset, mask, self.features, scalers, prior)
-        return torch.sigmoid(self._all_logits(x_dict, ei_dict)).cpu().numpy().astype(np.float64)
+        x_dict, _, _ = gnn_inputs(dataset, mask, self.features, scalers, prior)
+        ei_dict, ea_dict = self._edges(dataset)
+        return (
+            torch.sigmoid(self._all_logits(x_dict, ei_dict, None, ea_dict)).cpu().numpy().astype(np.float64)
+        )
+
+    @torch.no_grad()
+    def embed(
+        self, dataset: NodeDataset, label_mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """P(fraud) per target node and the module's embedding ``[N_target, embed_dim]``
+        (a module built with one, :class:`HeteroSAGE`'s ``embed_dim``); inputs as :meth:`predict_proba`."""
+        if self.module_ is None:
+            raise RuntimeError(f"{type(self).__name__}.embed before fit")
+        mask = self.label_mask_ if label_mask is None else label_mask
+        x_dict, _, _ = gnn_inputs(dataset, mask, self.features, self.scalers_, self.label_prior_)
+        ei_dict, ea_dict = self._edges(dataset)
+        logits, emb = self._all_logits(x_dict, ei_dict, None, ea_dict, return_embedding=True)
+        return (
+            torch.sigmoid(logits).cpu().numpy().astype(np.float64),
+            emb.float().cpu().numpy().astype(np.float64),
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the module on the CPU: a model trained on a GPU loads on a host without CUDA.

@@ -1,0 +1,227 @@
+"""GNN into trees: a heterogeneous GNN's score and embedding become columns of the GBDT.
+
+Trees over fixed neighbour aggregates are a strong baseline (GADBench); what they cannot build is
+a learned, multi-hop, time-aware summary of a node's neighbourhood. :class:`GraphTreesScorer`
+hands them one: a :class:`gnn.models.hetero_sage.HeteroSAGEScorer` with a narrow embedding layer
+is fitted, and its fraud probability and embedding are appended to the tree model's own columns.
+
+Out of fold, so no training row's GNN columns saw its own label: the training nodes are split
+into ``folds`` stratified folds; for each fold a GNN is fitted on the other folds' labels (its
+label features read only those too), and it supplies the columns of the fold's nodes. Every
+other node (validation, test, unlabelled), and every node of any graph scored later, gets its
+columns from the GNN fitted on all training nodes, which is the one kept and served.
+
+Embeddings of separately trained networks live in different bases, so a fold model's embedding
+is mapped into the served model's basis by a least-squares affine map fitted on *anchor* nodes:
+those with no training label (validation, test, unlabelled). The map sees no label of the fold's
+nodes; the served model it maps into did train on them, so a held-out node's label reaches its
+own embedding columns only through a ``(embed_dim + 1) x embed_dim`` map fitted on thousands of
+other nodes (``tests/test_graph_trees.py`` bounds that effect; the score column is exact).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from gnn.data.dataset import NodeDataset, Split
+from gnn.models.base import FeatureOptions
+from gnn.models.gbdt import GBDTScorer
+from gnn.models.hetero_sage import HeteroSAGEScorer
+
+# Fewer anchors than this and the alignment falls back to every node outside the held-out fold.
+MIN_ANCHORS = 64
+
+
+def default_gnn(seed: int = 0, device: str | None = None, embed_dim: int = 8) -> HeteroSAGEScorer:
+    """The combination's GNN: 2-layer heterogeneous SAGE with edge-time inputs and an
+    ``embed_dim``-wide embedding; own features plus 1-hop training-label features."""
+    return HeteroSAGEScorer(
+        hidden=64,
+        layers=2,
+        epochs=200,
+        patience=30,
+        features=FeatureOptions(neighbour_hops=0, label_hops=1),
+        seed=seed,
+        device=device,
+        embed_dim=embed_dim,
+        edge_features=True,
+    )
+
+
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """``folds`` disjoint position arrays covering ``range(n)``, from a seeded permutation.
+
+    Not stratified on purpose: folds drawn from the labels would move when a label changes, and
+    a node's out-of-fold column would then depend on its own label through its fold.
+    """
+    return np.array_split(np.random.default_rng(seed).permutation(n), folds)
+
+
+def align(source: np.ndarray, target: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """``[d_source + 1, d_target]`` affine map fitted by least squares on ``anchors`` (a mask or
+    indices) so that ``[source, 1] @ map ~= target``."""
+    a = np.column_stack([source[anchors], np.ones(len(source[anchors]))])
+    coef, *_ = np.linalg.lstsq(a, target[anchors], rcond=None)
+    return coef
+
+
+def apply_map(source: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``[source, 1] @ coef``."""
+    return source @ coef[:-1] + coef[-1]
+
+
+class GraphTreesScorer:
+    """GBDT over its own columns plus a GNN's out-of-fold score and embedding.
+
+    Args:
+        gnn: The GNN (default :func:`default_gnn`); it must have ``embed`` and an ``embed_dim``.
+        trees: The tree model (default: :class:`GBDTScorer` without refit, so the served booster
+            is the validated one and its validation scores are held out for calibration).
+        folds: Out-of-fold folds over the training nodes (each one more GNN fit).
+        seed: Fold and model seed.
+        device: The GNN's device (``None``: :func:`gnn.device.get_device`).
+
+    Attributes:
+        gnn_: The GNN fitted on every training node: the one that scores at predict time.
+        oof_columns_: The GNN columns the trees were fitted on (training rows out of fold).
+        alignment_r2_: Per fold, how much of the served embedding's variance on the anchors
+            the aligned fold embedding explains (a low value means the fold's columns are noise).
+    """
+
+    name = "gnn+gbdt"
+    serves_new_graph = True
+
+    def __init__(
+        self,
+        gnn: HeteroSAGEScorer | None = None,
+        trees: GBDTScorer | None = None,
+        folds: int = 5,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
+        self.gnn = gnn if gnn is not None else default_gnn(seed, device)
+        if device is not None:
+            self.gnn.device = device
+        self.trees = trees if trees is not None else GBDTScorer(refit=False, seed=seed)
+        self.folds = folds
+        self.seed = seed
+        self.feature_names: list[str] = []
+        self.validation_scores_: np.ndarray | None = None
+        self.held_out_mask_: np.ndarray | None = None
+        self.held_out_scores_: np.ndarray | None = None
+        self.gnn_: HeteroSAGEScorer | None = None
+        self.trees_: GBDTScorer | None = None
+        self.oof_columns_: np.ndarray | None = None
+        self.alignment_r2_: list[float] = []
+
+    @property
+    def serves_applicants(self) -> bool:
+        """Whether an applicant's star (:func:`gnn.online_features.star_dataset`) gets the
+        batch graph's GNN columns: only a GNN of at most 2 layers without label features and
+        without edge attributes does (see :attr:`serving_limit`)."""
+        return not self._star_gaps()
+
+    @property
+    def serving_limit(self) -> str:
+        """Why an applicant's star cannot be scored like the batch graph (empty when it can)."""
+        return "; ".join(self._star_gaps())
+
+    def _star_gaps(self) -> list[str]:
+        g = self.gnn
+        gaps = []
+        if getattr(g, "edge_features", False):
+            gaps.append("the GNN reads edge times, which an applicant's star does not carry")
+        if g.features.label_hops > 0 or g.features.neighbour_hops > 0:
+            gaps.append("the GNN's inputs read neighbours' neighbourhoods, which a star does not hold")
+        if g.layers > 2:
+            gaps.append("a GNN deeper than 2 layers reads beyond the star")
+        return gaps
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-able."""
+        return {
+            "name": self.name,
+            "gnn": self.gnn.config,
+            "trees": self.trees.config,
+            "folds": self.folds,
+            "seed": self.seed,
+        }
+
+    @staticmethod
+    def column_names(embed_dim: int) -> list[str]:
+        """Names of the GNN columns the trees read."""
+        return ["gnn_score", *(f"gnn_emb_{i}" for i in range(embed_dim))]
+
+    def _columns(self, model: HeteroSAGEScorer, dataset: NodeDataset, mask: np.ndarray | None) -> np.ndarray:
+        score, emb = model.embed(dataset, mask)
+        return np.column_stack([score, emb])
+
+    def out_of_fold_columns(self, dataset: NodeDataset, split: Split) -> np.ndarray:
+        """``[N, 1 + embed_dim]`` GNN columns for fitting the trees; fits :attr:`gnn_` on the way.
+
+        Training rows come from the fold model that did not read their labels (score as is,
+        embedding aligned into :attr:`gnn_`'s basis); all other rows from :attr:`gnn_`.
+        """
+        self.gnn_ = copy.deepcopy(self.gnn).fit(dataset, split)
+        full = self._columns(self.gnn_, dataset, split.train)
+        out = full.copy()
+        train_idx = np.flatnonzero(split.train)
+        anchors = ~split.train
+        self.alignment_r2_ = []
+        for held in fold_indices(len(train_idx), self.folds, self.seed):
+            part = split.train.copy()
+            part[train_idx[held]] = False
+            model = copy.deepcopy(self.gnn).fit(dataset, Split(part, split.val, split.test, split.seed))
+            cols = self._columns(model, dataset, part)
+            rows = train_idx[held]
+            use = anchors
+            if int(use.sum()) < MIN_ANCHORS:
+                use = np.ones_like(anchors)
+                use[rows] = False
+            coef = align(cols[:, 1:], full[:, 1:], use)
+            fitted = apply_map(cols[:, 1:], coef)
+            resid = ((fitted[use] - full[use, 1:]) ** 2).sum()
+            total = ((full[use, 1:] - full[use, 1:].mean(0)) ** 2).sum()
+            self.alignment_r2_.append(float(1 - resid / total) if total > 0 else 1.0)
+            out[rows, 0] = cols[rows, 0]
+            out[rows, 1:] = fitted[rows]
+        return out
+
+    def fit(self, dataset: NodeDataset, split: Split) -> GraphTreesScorer:
+        """Out-of-fold GNN columns on ``split.train``, then the trees over their own columns plus those."""
+        cols = self.out_of_fold_columns(dataset, split)
+        self.oof_columns_ = cols
+        names = self.column_names(cols.shape[1] - 1)
+        trees = copy.deepcopy(self.trees)
+        trees.extra_features = (cols, names)
+        trees.fit(dataset, split)
+        # Scoring builds the GNN columns of whatever graph it is given (predict_proba).
+        trees.extra_features = None
+        self.trees_ = trees
+        self.feature_names = list(trees.feature_names)
+        self.validation_scores_ = trees.validation_scores_
+        self.held_out_mask_ = trees.held_out_mask_
+        self.held_out_scores_ = trees.held_out_scores_
+        return self
+
+    def inputs(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """The rows the trees read: their own columns, then the served GNN's score and embedding.
+
+        ``label_mask`` (default: what each model read at fit) says whose labels label features read.
+        """
+        if self.trees_ is None or self.gnn_ is None:
+            raise RuntimeError("GraphTreesScorer used before fit")
+        own = self.trees_.inputs(dataset, label_mask)
+        gnn_cols = self._columns(self.gnn_, dataset, label_mask)
+        return np.hstack([own, gnn_cols.astype(np.float32)])
+
+    def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
+        """P(fraud) per target node of any graph with the training graph's node and edge types."""
+        return self.trees_.predict_inputs(self.inputs(dataset, label_mask))
+
+    def __repr__(self) -> str:
+        return f"GraphTreesScorer(folds={self.folds}, gnn={self.gnn_!r}, trees={self.trees_!r})"
