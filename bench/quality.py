@@ -61,10 +61,17 @@ TOLOKERS_SPECTRAL_DIMS = 128
 
 
 def candidates(
-    dataset: str, names: list[str], threads: int = 2, folds: int = 5, device: str | None = None
+    dataset: str,
+    names: list[str],
+    threads: int = 2,
+    folds: int = 5,
+    device: str | None = None,
+    epochs: int = 200,
 ) -> dict[str, Callable[[int], Any]]:
     """Model factories (seed -> scorer) for one dataset; LightGBM uses ``threads`` threads,
-    ``gnn+gbdt`` ``folds`` out-of-fold GNN fits, GNNs run on ``device`` (default: auto)."""
+    ``gnn+gbdt`` ``folds`` out-of-fold GNN fits, GNNs run on ``device`` (default: auto) for at
+    most ``epochs`` epochs (patience: 15 % of them)."""
+    patience = max(5, int(0.15 * epochs))
     tab = {"S-FFSD": SFFSD_TABULAR, "Tolokers": TOLOKERS_TABULAR}.get(dataset, FeatureOptions())
     params = TOLOKERS_PARAMS if dataset == "Tolokers" else None
     graph = SFFSD_GRAPH if dataset == "S-FFSD" else FeatureOptions(neighbour_hops=0, label_hops=1)
@@ -77,7 +84,9 @@ def candidates(
             base=make_model("gbdt", s, features=tab, params=params, refit=False, n_jobs=threads),
             second=make_model("gbdt", s, features=tab, params=params, n_jobs=threads),
         ),
-        "sage": lambda s: make_model("sage", s, features=graph, epochs=200, patience=30, device=device),
+        "sage": lambda s: make_model(
+            "sage", s, features=graph, epochs=epochs, patience=patience, device=device
+        ),
         # The gbdt column's trees, plus the GNN's out-of-fold score and 8-wide embedding.
         "gnn+gbdt": lambda s: make_model(
             "gnn+gbdt",
@@ -86,8 +95,8 @@ def candidates(
                 "sage",
                 s,
                 features=graph,
-                epochs=200,
-                patience=30,
+                epochs=epochs,
+                patience=patience,
                 embed_dim=8,
                 edge_features=True,
                 device=device,
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5, help="gnn+gbdt: out-of-fold GNN folds")
     parser.add_argument("--device", default=None, help="GNN device: cpu, cuda (default: auto)")
+    parser.add_argument("--gnn-epochs", type=int, default=200, help="GNNs' maximum epochs")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         report = evaluate_dataset(
             ds,
-            candidates(ds.name, names, args.threads, args.folds, args.device),
+            candidates(ds.name, names, args.threads, args.folds, args.device, args.gnn_epochs),
             out_dir=args.out,
             log=print if args.verbose else None,
         )

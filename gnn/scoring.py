@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gnn.data.entity_graph import entity_graph_dataset
+from gnn.device import move_scorer
 from gnn.registry import ModelRegistry, RegistryError
 from gnn.shadow import SHADOW_DIR, shadow_score
 from graphrisk.store import GraphStore
@@ -44,6 +45,7 @@ def score_users(
     registry: ModelRegistry,
     store: GraphStore | None,
     shadow_dir: Path | None = None,
+    device: str | None = None,
 ) -> ScoringReport:
     """Score all users of the snapshot with the production model.
 
@@ -55,8 +57,11 @@ def score_users(
 
     While a challenger is in shadow it scores the same users afterwards, logged under
     ``shadow_dir`` (default ``out_dir/../shadow``) and never published (:func:`gnn.shadow.shadow_score`).
+    ``device`` is where a GNN in the model scores (default: CUDA when present, else the CPU).
     """
     model, meta = registry.load()
+    # GNN modules load on the CPU; batch scoring runs them on ``device`` (None: CUDA if present).
+    move_scorer(model.scorer, device)
     t0 = time.perf_counter()
     dataset = entity_graph_dataset(snapshot_dir, labels=None)
     t1 = time.perf_counter()

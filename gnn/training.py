@@ -9,6 +9,7 @@ capacity) from the same scores, and is stored in the registry with its metrics a
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from gnn.data.dataset import NodeDataset
 from gnn.data.entity_graph import entity_graph_dataset
 from gnn.evaluate import recall_at_k
 from gnn.lineage import label_set_hash
-from gnn.models import make_model, seed_everything
+from gnn.models import MODELS, make_model, seed_everything
 from gnn.models.base import FeatureOptions
 from gnn.monitor.reference import save_entity_reference
 from gnn.registry import ModelMeta, ModelRegistry
@@ -66,6 +67,20 @@ ENTITY_OVERRIDES: dict[str, dict[str, Any]] = {
         "calibration_folds": 5,
     },
 }
+
+
+def device_kwargs(name: str, device: str | None) -> dict[str, Any]:
+    """``{"device": device}`` for a model that takes one (the GNNs), else nothing."""
+    cls = MODELS.get(name.lower())
+    if device is not None and cls is not None and "device" in inspect.signature(cls.__init__).parameters:
+        return {"device": device}
+    return {}
+
+
+def candidate_kwargs(name: str, device: str | None = None) -> dict[str, Any]:
+    """A candidate's constructor arguments on the entity graph: :data:`ENTITY_OVERRIDES`, plus
+    the ``device`` of the models that take one."""
+    return {**ENTITY_OVERRIDES.get(name, {}), **device_kwargs(name, device)}
 
 
 class UnservableModelError(GraphRiskError):
@@ -196,8 +211,12 @@ def train_entity_model(
     review_fraction: float = 0.01,
     log: Callable[[str], None] | None = None,
     label_sources: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> tuple[ModelMeta, dict[str, Any]]:
     """Fit every servable candidate, keep the best on validation AUPRC, calibrate and register it.
+
+    ``device`` is where GNN candidates train (``None``: CUDA when present, else the CPU); the
+    registered model is saved with its weights on the CPU either way.
 
     ``label_sources`` says where ``labels`` came from (a file, investigators' decisions); it is
     kept in the version's metadata (``notes.labels``).
@@ -216,7 +235,7 @@ def train_entity_model(
     report: dict[str, Any] = {"candidates": {}}
     servable = []
     for name in candidates:
-        gaps = serving_gaps(make_model(name, seed=seed, **ENTITY_OVERRIDES.get(name, {})))
+        gaps = serving_gaps(make_model(name, seed=seed, **candidate_kwargs(name, device)))
         if gaps:
             report["candidates"][name] = {"selectable": False, "reason": "not selectable: " + "; ".join(gaps)}
             if log:
@@ -235,7 +254,7 @@ def train_entity_model(
     best: tuple[float, str, Any] | None = None
     for name in servable:
         t0 = time.perf_counter()
-        model = make_model(name, seed=seed, **ENTITY_OVERRIDES.get(name, {})).fit(dataset, sp)
+        model = make_model(name, seed=seed, **candidate_kwargs(name, device)).fit(dataset, sp)
         fit_s = time.perf_counter() - t0
         val_ap = float(average_precision_score(y_val, model.validation_scores_))
         report["candidates"][name] = {"selectable": True, "val_auprc": val_ap, "fit_s": round(fit_s, 2)}

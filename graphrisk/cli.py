@@ -343,6 +343,23 @@ def _registry(s: Settings) -> Any:
     return ModelRegistry(s.data_dir / "models")
 
 
+# Where GNNs train and batch-score: auto = CUDA when present, else the CPU.
+DeviceOption = Annotated[
+    str,
+    typer.Option(help="auto, cpu or cuda: where GNN models train and batch-score (auto: CUDA when present)."),
+]
+
+
+def _device(option: str) -> str | None:
+    """``--device`` checked (cuda on a host without it is an error), ``None`` for auto."""
+    from gnn.device import resolve_device
+
+    try:
+        return resolve_device(option)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
+
+
 @app.command("train")
 def train_cmd(
     labels: Annotated[
@@ -383,6 +400,7 @@ def train_cmd(
             "into --labels: a decided user's label replaces its earlier one, new ones are added."
         ),
     ] = True,
+    device: DeviceOption = "auto",
 ) -> None:
     """Train user risk models on the snapshot, keep the best servable one on validation, register it.
 
@@ -396,6 +414,7 @@ def train_cmd(
     from gnn.training import train_entity_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    dev = _device(device)
     s = _settings()
     table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
     label_sources: dict[str, Any] = {"file": str(labels), "file_labels": len(table)}
@@ -417,7 +436,7 @@ def train_cmd(
             meta, report = train_entity_model(
             s.snapshot_dir, table[["user_id", "is_fraud"]], registry, tuple(c.strip() for c in candidates.split(",")),
             split=split, seed=seed, target_precision=target_precision, log=console.print,
-            label_sources=label_sources,
+            label_sources=label_sources, device=dev,
         )  # fmt: skip
     report = {**report, "labels": label_sources}
     promoted: str | None = None
@@ -475,15 +494,17 @@ def _train_decision_points(
 @app.command("score")
 def score_cmd(
     write_store: Annotated[bool, typer.Option(help="Also write scores onto users in the store.")] = True,
+    device: DeviceOption = "auto",
 ) -> None:
     """Score every user with the production model (store + scores table)."""
     from gnn.scoring import score_users
     from graphrisk.store import GraphStore
 
+    dev = _device(device)
     s = _settings()
     with _errors_exit(), GraphStore(s) as store, _spinner("scoring users"):
         report = score_users(
-            s.snapshot_dir, s.data_dir / "scores", _registry(s), store if write_store else None
+            s.snapshot_dir, s.data_dir / "scores", _registry(s), store if write_store else None, device=dev
         )
     save_report(s, "score", report.to_dict())
 
@@ -607,11 +628,13 @@ def evaluate_cmd(
     name: Annotated[
         str | None, typer.Option(help="Dataset name in reports (default: the nodes file's folder).")
     ] = None,
+    device: DeviceOption = "auto",
 ) -> None:
     """Evaluate graphrisk's models on your own labelled graph."""
     from gnn.data import load_labelled_csv
     from gnn.evaluate import evaluate_dataset
     from gnn.models import make_model
+    from gnn.training import device_kwargs
 
     fractions = tuple(float(f) for f in split.split(","))
     if len(fractions) != 3:
@@ -621,7 +644,11 @@ def evaluate_cmd(
     ds = load_labelled_csv(nodes, edges, fractions=fractions, seeds=seed_list, name=name)  # type: ignore[arg-type]
     for note in ds.notes:
         console.print(f"note: {note}", markup=False, style="yellow")
-    factories = {m: (lambda seed, m=m: make_model(m, seed=seed)) for m in models.split(",")}
+    dev = _device(device)
+    # Only the device: the entity graph's candidate overrides are not for a user's own graph.
+    factories = {
+        m: (lambda seed, m=m: make_model(m, seed=seed, **device_kwargs(m, dev))) for m in models.split(",")
+    }
     with _spinner(f"evaluating {len(factories)} models on {ds.name}"):
         report = evaluate_dataset(ds, factories, out_dir=out / name, log=console.print)
     # Named per dataset, so evaluating a second graph does not overwrite the first one's report.

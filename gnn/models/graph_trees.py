@@ -11,12 +11,13 @@ label features read only those too), and it supplies the columns of the fold's n
 other node (validation, test, unlabelled), and every node of any graph scored later, gets its
 columns from the GNN fitted on all training nodes, which is the one kept and served.
 
-Embeddings of separately trained networks live in different bases, so a fold model's embedding
-is mapped into the served model's basis by a least-squares affine map fitted on *anchor* nodes:
-those with no training label (validation, test, unlabelled). The map sees no label of the fold's
-nodes; the served model it maps into did train on them, so a held-out node's label reaches its
-own embedding columns only through a ``(embed_dim + 1) x embed_dim`` map fitted on thousands of
-other nodes (``tests/test_graph_trees.py`` bounds that effect; the score column is exact).
+Embeddings of separately trained networks live in different bases, so each network's embedding
+is put in a canonical basis computed from that network's own outputs on every node of the
+training graph (:func:`canonical_basis`: principal axes, whitened, each signed to rise with the
+network's own fraud logit). A fold's columns are then a function of the fold model alone, and no
+training row's columns, score or embedding, depend on its own label
+(``tests/test_graph_trees.py`` flips one and checks). The bases of different folds agree only
+approximately; :attr:`GraphTreesScorer.basis_agreement_` reports how well, per fold.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from gnn.data.dataset import NodeDataset, Split
 from gnn.models.base import FeatureOptions
 from gnn.models.gbdt import GBDTScorer
 from gnn.models.hetero_sage import HeteroSAGEScorer
-
-# Fewer anchors than this and the alignment falls back to every node outside the held-out fold.
-MIN_ANCHORS = 64
 
 
 def default_gnn(seed: int = 0, device: str | None = None, embed_dim: int = 8) -> HeteroSAGEScorer:
@@ -60,17 +58,24 @@ def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), folds)
 
 
-def align(source: np.ndarray, target: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """``[d_source + 1, d_target]`` affine map fitted by least squares on ``anchors`` (a mask or
-    indices) so that ``[source, 1] @ map ~= target``."""
-    a = np.column_stack([source[anchors], np.ones(len(source[anchors]))])
-    coef, *_ = np.linalg.lstsq(a, target[anchors], rcond=None)
-    return coef
+def canonical_basis(emb: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, W)`` such that ``(emb - mean) @ W`` are ``emb``'s principal components over its
+    rows, each scaled to unit variance and signed to correlate positively with ``logit(score)``.
 
-
-def apply_map(source: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``[source, 1] @ coef``."""
-    return source @ coef[:-1] + coef[-1]
+    Principal axes order the columns by variance, whitening puts them on one scale, the sign fixes
+    the last freedom: two networks that learnt the same directions give the same columns.
+    """
+    mean = emb.mean(axis=0)
+    centred = emb - mean
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    std = sv / np.sqrt(max(len(emb) - 1, 1))
+    w = vt.T / np.where(std > 1e-12, std, 1.0)
+    proj = centred @ w
+    p = np.clip(score, 1e-7, 1 - 1e-7)
+    logit = np.log(p / (1 - p))
+    corr = (proj * (logit - logit.mean())[:, None]).sum(axis=0)
+    w *= np.where(corr < 0, -1.0, 1.0)
+    return mean, w
 
 
 class GraphTreesScorer:
@@ -87,8 +92,9 @@ class GraphTreesScorer:
     Attributes:
         gnn_: The GNN fitted on every training node: the one that scores at predict time.
         oof_columns_: The GNN columns the trees were fitted on (training rows out of fold).
-        alignment_r2_: Per fold, how much of the served embedding's variance on the anchors
-            the aligned fold embedding explains (a low value means the fold's columns are noise).
+        basis_: The served GNN's canonical embedding basis ``(mean, W)``, fixed at fit.
+        basis_agreement_: Per fold, the mean correlation of its columns with the served model's
+            over all nodes (a diagnostic: low values mean the fold's embedding columns disagree).
     """
 
     name = "gnn+gbdt"
@@ -115,7 +121,8 @@ class GraphTreesScorer:
         self.gnn_: HeteroSAGEScorer | None = None
         self.trees_: GBDTScorer | None = None
         self.oof_columns_: np.ndarray | None = None
-        self.alignment_r2_: list[float] = []
+        self.basis_: tuple[np.ndarray, np.ndarray] | None = None
+        self.basis_agreement_: list[float] = []
 
     @property
     def serves_applicants(self) -> bool:
@@ -156,39 +163,43 @@ class GraphTreesScorer:
         """Names of the GNN columns the trees read."""
         return ["gnn_score", *(f"gnn_emb_{i}" for i in range(embed_dim))]
 
-    def _columns(self, model: HeteroSAGEScorer, dataset: NodeDataset, mask: np.ndarray | None) -> np.ndarray:
-        score, emb = model.embed(dataset, mask)
-        return np.column_stack([score, emb])
+    @staticmethod
+    def _raw_columns(
+        model: HeteroSAGEScorer, dataset: NodeDataset, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return model.embed(dataset, mask)
+
+    @staticmethod
+    def _columns(score: np.ndarray, emb: np.ndarray, basis: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        mean, w = basis
+        return np.column_stack([score, (emb - mean) @ w])
 
     def out_of_fold_columns(self, dataset: NodeDataset, split: Split) -> np.ndarray:
         """``[N, 1 + embed_dim]`` GNN columns for fitting the trees; fits :attr:`gnn_` on the way.
 
-        Training rows come from the fold model that did not read their labels (score as is,
-        embedding aligned into :attr:`gnn_`'s basis); all other rows from :attr:`gnn_`.
+        Training rows come from the fold model that did not read their labels, each model's
+        embedding in its own canonical basis; all other rows from :attr:`gnn_`.
         """
         self.gnn_ = copy.deepcopy(self.gnn).fit(dataset, split)
-        full = self._columns(self.gnn_, dataset, split.train)
+        score, emb = self._raw_columns(self.gnn_, dataset, split.train)
+        self.basis_ = canonical_basis(emb, score)
+        full = self._columns(score, emb, self.basis_)
         out = full.copy()
         train_idx = np.flatnonzero(split.train)
-        anchors = ~split.train
-        self.alignment_r2_ = []
+        self.basis_agreement_ = []
         for held in fold_indices(len(train_idx), self.folds, self.seed):
             part = split.train.copy()
             part[train_idx[held]] = False
             model = copy.deepcopy(self.gnn).fit(dataset, Split(part, split.val, split.test, split.seed))
-            cols = self._columns(model, dataset, part)
+            f_score, f_emb = self._raw_columns(model, dataset, part)
+            cols = self._columns(f_score, f_emb, canonical_basis(f_emb, f_score))
             rows = train_idx[held]
-            use = anchors
-            if int(use.sum()) < MIN_ANCHORS:
-                use = np.ones_like(anchors)
-                use[rows] = False
-            coef = align(cols[:, 1:], full[:, 1:], use)
-            fitted = apply_map(cols[:, 1:], coef)
-            resid = ((fitted[use] - full[use, 1:]) ** 2).sum()
-            total = ((full[use, 1:] - full[use, 1:].mean(0)) ** 2).sum()
-            self.alignment_r2_.append(float(1 - resid / total) if total > 0 else 1.0)
-            out[rows, 0] = cols[rows, 0]
-            out[rows, 1:] = fitted[rows]
+            out[rows] = cols[rows]
+            # Diagnostic only (it reads the served model, which saw these rows' labels): mean
+            # correlation, column by column, of the fold's columns with the served model's.
+            live = [j for j in range(cols.shape[1]) if cols[:, j].std() > 0 and full[:, j].std() > 0]
+            corr = [np.corrcoef(cols[:, j], full[:, j])[0, 1] for j in live]
+            self.basis_agreement_.append(float(np.mean(corr)) if corr else float("nan"))
         return out
 
     def fit(self, dataset: NodeDataset, split: Split) -> GraphTreesScorer:
@@ -216,7 +227,7 @@ class GraphTreesScorer:
         if self.trees_ is None or self.gnn_ is None:
             raise RuntimeError("GraphTreesScorer used before fit")
         own = self.trees_.inputs(dataset, label_mask)
-        gnn_cols = self._columns(self.gnn_, dataset, label_mask)
+        gnn_cols = self._columns(*self._raw_columns(self.gnn_, dataset, label_mask), self.basis_)
         return np.hstack([own, gnn_cols.astype(np.float32)])
 
     def predict_proba(self, dataset: NodeDataset, label_mask: np.ndarray | None = None) -> np.ndarray:
