@@ -18,6 +18,10 @@ Where a person's data is, and what each operation does with it:
   ``audit_retention_days``, behind a signed checkpoint that keeps the chain verifiable.
 - **Shadow logs** (``data_dir/shadow/``: a challenger's scores, logged beside the champion's)
   are deleted after ``shadow_log_retention_days``.
+- **Served feature rows** (the audit database's ``served_feature_rows``: the model-input row each
+  new applicant was scored from, derived counts keyed by the pseudonymous user id, kept for the
+  training-serving skew check) are deleted after ``served_rows_retention_days``, and a person's
+  rows with their pseudonymous links (``--links``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from api.applications import applications_table
 from api.audit import AuditLog
 from api.db import create_tables, make_engine, write_transaction
 from api.decisions import DecisionStore, decisions_table
+from api.served_rows import ServedRows
 from graphrisk.config import Settings
 from graphrisk.store import GraphStore
 from pipelines.erase_snapshot import erase_user_from_snapshot
@@ -59,6 +64,7 @@ class ErasureReport:
     decision_notes: int = 0
     links: bool = False
     recent_applications: int = 0
+    served_rows: int = 0
     graph_identifiers: int = 0
     graph_relationships: int = 0
     graph_nodes: int = 0
@@ -169,6 +175,15 @@ def forget_applications(url: str, user_id: str) -> int:
         engine.dispose()
 
 
+def forget_served_rows(url: str, user_id: str) -> int:
+    """Delete the user's served feature rows (:mod:`api.served_rows`)."""
+    served = ServedRows(url)
+    try:
+        return served.forget(user_id)
+    finally:
+        served.close()
+
+
 def erase_graph_links(store: GraphStore, user_id: str) -> dict[str, int]:
     """Delete the user's node and relationships, and the identifier nodes only it used."""
     identifiers = store.write("admin/erase_user_identifiers", id=user_id)
@@ -211,6 +226,7 @@ def erase(
     if links:
         assert store is not None
         report.recent_applications = forget_applications(settings.audit_url, user_id)
+        report.served_rows = forget_served_rows(settings.audit_url, user_id)
         graph = erase_graph_links(store, user_id)
         report.graph_identifiers = graph["identifiers"]
         report.graph_relationships = graph["relationships"]
@@ -238,6 +254,7 @@ class RetentionReport:
 
     dead_letter_files: int = 0
     shadow_files: int = 0
+    served_rows: int = 0
     audit: dict[str, Any] = field(default_factory=dict)
     audit_seq: int | None = None
 
@@ -264,7 +281,7 @@ def _delete_older(folder: Path, pattern: str, cutoff_s: float) -> int:
 def enforce_retention(
     settings: Settings, *, actor: str = "retention", now_s: float | None = None, audit: AuditLog | None = None
 ) -> RetentionReport:
-    """Delete dead letters and shadow logs older than their retention, and prune audit entries
+    """Delete dead letters, shadow logs and served feature rows older than their retention, and prune audit entries
     older than theirs behind a signed checkpoint (:meth:`api.audit.AuditLog.prune`); the run is
     itself audited.
 
@@ -280,6 +297,11 @@ def enforce_retention(
     report.shadow_files = _delete_older(
         settings.data_dir / SHADOW_DIR, "*", now - settings.shadow_log_retention_days * 86_400
     )
+    served = ServedRows(settings.audit_url)
+    try:
+        report.served_rows = served.prune(int(now * 1000) - settings.served_rows_retention_days * DAY_MS)
+    finally:
+        served.close()
     own = audit is None
     log = audit or AuditLog.from_settings(settings, background=False)
     try:

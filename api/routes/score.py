@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,10 +17,12 @@ from api.lineage import batch_lineage, online_lineage
 from api.metrics import SCORES
 from api.redact import scrub
 from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
+from api.served_rows import RecordingApplications, RecordingStore, served_row, served_rows_for
 from api.state import AppState, Snapshot
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["scores"], route_class=StrictJSONRoute)
 
 STALE_AFTER_S = 15.0
@@ -51,9 +54,20 @@ def _score_new(
             {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
         )
         now = int(event_fields["time"])  # type: ignore[call-overload]
-        result = scorer.score(state.store, event, now, state.applications)  # type: ignore[arg-type]
+        logging_rows = state.settings.served_rows_log
+        # The reads are remembered so the served row can be rebuilt exactly, with no second call.
+        store = RecordingStore(state.store) if logging_rows else state.store
+        recent = (
+            RecordingApplications(state.applications)
+            if logging_rows and state.applications is not None
+            else state.applications
+        )
+        result = scorer.score(store, event, now, recent)  # type: ignore[arg-type]
         if state.applications is not None:
             state.applications.record(applicant.user_id, result.nodes, now)
+        if logging_rows:
+            assert snap.model_meta is not None
+            _log_served_row(state, scorer, result, event, now, snap.model_meta.version, store, recent)  # type: ignore[arg-type]
     except (FieldError, NormalisationError) as exc:
         # FastAPI's shape; the reason loses any part of the applicant it quoted (an invalid IP's
         # message is the IP itself).
@@ -79,6 +93,29 @@ def _score_new(
                              model_version=snap.model_meta.version, known_user=False, reasons=reasons,
                              ring_id=ring, linked_users=result.linked_users)  # fmt: skip
     return response, online_lineage(snap, result, now)
+
+
+def _log_served_row(
+    state: AppState,
+    scorer: Any,
+    result: Any,
+    event: Any,
+    now: int,
+    version: str,
+    store: RecordingStore,
+    recent: RecordingApplications | None,
+) -> None:
+    """Keep the model-input row just served (api.served_rows), for the training-serving skew
+    check; a failure here is logged and never fails the applicant's score."""
+    try:
+        served = served_row(scorer, result, event, now, store, recent)
+        if served is not None:
+            row, names = served
+            served_rows_for(state.settings.audit_url).record(
+                event.user_id, now, version, row, names, str(result.input_row_hash)
+            )
+    except Exception:
+        log.warning("could not keep the served row of an applicant", exc_info=True)
 
 
 @router.post("/score", response_model=ScoreResponse, responses=error_responses(*BODY_ERRORS, *V1_ERRORS))

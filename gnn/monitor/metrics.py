@@ -69,14 +69,25 @@ def export_metrics(result: Any, path: Path, top: int = 20) -> Path:
                      registry=reg)  # fmt: skip
         for r in result.labels.tail(7).itertuples():
             rate.labels(r.cohort).set(float(r.rate))
-    if result.skew is not None:
-        s = result.skew
-        Gauge("graphrisk_skew_rows_mismatched", "Share of served rows differing from batch rows.", ["point"],
-              registry=reg).labels(point).set(s.rows_mismatched)  # fmt: skip
+    skews = getattr(result, "skews", None) or ({"served": result.skew} if result.skew is not None else {})
+    if skews:
+        rows = Gauge("graphrisk_skew_rows_mismatched", "Share of served rows differing from batch rows.",
+                     ["point", "comparison"], registry=reg)  # fmt: skip
+        users = Gauge("graphrisk_skew_users_compared", "Users whose served and batch rows were compared.",
+                      ["point", "comparison"], registry=reg)  # fmt: skip
+        only = Gauge("graphrisk_skew_only_online", "Users served online with no batch row yet.",
+                     ["point", "comparison"], registry=reg)  # fmt: skip
+        worst = Gauge("graphrisk_skew_worst_mismatch_rate", "Largest per-feature mismatch rate.",
+                      ["point", "comparison"], registry=reg)  # fmt: skip
         per = Gauge("graphrisk_skew_mismatch_rate", "Served vs batch mismatch rate (top features).",
-                    ["point", "feature"], registry=reg)  # fmt: skip
-        for r in s.table.head(top).itertuples():
-            per.labels(point, r.feature).set(float(r.mismatch_rate))
+                    ["point", "comparison", "feature"], registry=reg)  # fmt: skip
+        for name, s in skews.items():
+            rows.labels(point, name).set(s.rows_mismatched)
+            users.labels(point, name).set(s.users)
+            only.labels(point, name).set(s.only_online)
+            worst.labels(point, name).set(s.worst_mismatch_rate)
+            for r in s.table.head(top).itertuples():
+                per.labels(point, name, r.feature).set(float(r.mismatch_rate))
     if result.graph is not None:
         gs = result.graph
         deg = Gauge(

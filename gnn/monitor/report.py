@@ -101,16 +101,36 @@ def _history_chart(history: list[dict[str, Any]], out: Path) -> str | None:
     return _save(fig, out / "history.png")
 
 
-def _skew_chart(result: MonitorResult, out: Path, top: int) -> str | None:
-    if result.skew is None or not len(result.skew.table):
-        return None
-    t = result.skew.table.head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(t) + 1)))
-    ax.barh(t["feature"], t["mismatch_rate"], color="#d95f0e")
-    ax.set_xlabel("share of users whose served value differs from the batch value")
-    ax.set_title(f"Training-serving skew ({result.skew.users} users)")
-    ax.tick_params(axis="y", labelsize=7)
-    return _save(fig, out / "skew.png")
+def _skews(result: MonitorResult) -> dict[str, Any]:
+    return getattr(result, "skews", None) or ({"served": result.skew} if result.skew is not None else {})
+
+
+def _skew_chart(result: MonitorResult, out: Path, top: int) -> list[str]:
+    """One bar chart per comparison (served applicant rows, known users' online rows)."""
+    paths = []
+    for name, report in _skews(result).items():
+        if not len(report.table):
+            continue
+        t = report.table.head(top).iloc[::-1]
+        fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(t) + 1)))
+        ax.barh(t["feature"], t["mismatch_rate"], color="#d95f0e")
+        ax.set_xlabel("share of users whose served value differs from the batch value")
+        ax.set_title(f"Training-serving skew, {name.replace('_', ' ')} rows ({report.users} users, "
+                     f"{report.rows_mismatched:.1%} with a difference)")  # fmt: skip
+        ax.tick_params(axis="y", labelsize=7)
+        paths.append(_save(fig, out / f"skew-{name}.png"))
+    return paths
+
+
+def _skew_tables(result: MonitorResult) -> str:
+    named = _skews(result)
+    if not named:
+        return "<p>not measured</p>"
+    return "".join(
+        f"<h3>{html.escape(name.replace('_', ' '))} rows: {r.users} users compared, {r.only_online} served "
+        f"without a batch row yet, {r.rows_mismatched:.2%} of rows with a difference</h3>{_table(r.table)}"
+        for name, r in named.items()
+    )
 
 
 def _table(frame: pd.DataFrame | None, rows: int = 30) -> str:
@@ -131,8 +151,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     charts = [c for c in (
         _feature_chart(result, out, psi_alert, top), _family_chart(result, out, psi_alert), _score_chart(result, out),
-        _history_chart(history or [], out), _skew_chart(result, out, top),
-    ) if c]  # fmt: skip
+        _history_chart(history or [], out),
+    ) if c] + _skew_chart(result, out, top)  # fmt: skip
     alarms = "".join(
         f"<li><b>{html.escape(a.kind)}</b> {html.escape(a.subject)}: {a.value:.4g} (threshold {a.threshold:.4g})</li>"
         for a in result.alarms[:100]
@@ -151,7 +171,7 @@ img{{max-width:100%}}</style></head><body>
 <h2>Features, ranked by PSI</h2>{_table(result.features)}
 <h2>Families</h2>{_table(result.families, 100)}
 <h2>Label drift (fraud rate by onboarding day)</h2>{_table(result.labels, 100)}
-<h2>Training-serving skew</h2>{_table(result.skew.table if result.skew is not None else None)}
+<h2>Training-serving skew</h2>{_skew_tables(result)}
 <h2>Graph structure</h2><pre>{graph}</pre>
 <h2>Ring model inputs</h2><pre>{ring}</pre>
 </body></html>"""

@@ -34,6 +34,7 @@ from gnn.monitor.metrics import export_metrics, metrics_path
 from gnn.monitor.prediction import PredictionDrift, label_drift, prediction_drift, score_histogram
 from gnn.monitor.reference import Reference, ReferenceMissingError, load_reference
 from gnn.monitor.rings import RingInputCheck
+from gnn.monitor.serving import serving_skew
 from gnn.monitor.skew import SkewReport
 from graphrisk.config import Settings
 
@@ -52,9 +53,11 @@ class MonitorResult:
     prediction: PredictionDrift | None = None
     score_hist: pd.DataFrame | None = None
     labels: pd.DataFrame | None = None
-    skew: SkewReport | None = None
+    skew: SkewReport | None = None  # the first of ``skews`` (served applicant rows when measured)
     graph: GraphStructure | None = None
     ring_check: RingInputCheck | None = None
+    # Training-serving skew per comparison (gnn.monitor.serving: "applicant", "known_user").
+    skews: dict[str, SkewReport] = field(default_factory=dict)
     alarms: list[Alarm] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -78,6 +81,11 @@ class MonitorResult:
         if self.skew is not None:
             out["skew"] = {"users": self.skew.users, "rows_mismatched": self.skew.rows_mismatched,
                            "worst": self.skew.table.head(5).to_dict("records")}  # fmt: skip
+        if self.skews:
+            out["skews"] = {name: {"users": r.users, "only_online": r.only_online, "rows_mismatched": r.rows_mismatched,
+                                   "worst_mismatch_rate": r.worst_mismatch_rate,
+                                   "worst": r.table.head(5).to_dict("records")}
+                            for name, r in self.skews.items()}  # fmt: skip
         if self.graph is not None:
             out["graph"] = self.graph.to_dict()
         if self.ring_check is not None:
@@ -107,6 +115,7 @@ def monitor_rows(
     skew: SkewReport | None = None,
     graph: GraphStructure | None = None,
     ring_check: RingInputCheck | None = None,
+    skews: dict[str, SkewReport] | None = None,
 ) -> MonitorResult:
     """Drift of current rows ``x`` (and ``scores``) against ``reference``, with every alarm.
 
@@ -119,11 +128,17 @@ def monitor_rows(
         bands: Published bands (default: the reference's thresholds applied to ``scores``).
         labels: ``user_id, is_fraud`` known now, with ``onboarded_at`` (user -> epoch ms), for label drift.
         skew: A served-vs-batch comparison (:func:`gnn.monitor.skew.compare_rows`).
+        skews: Served-vs-batch comparisons by name (:func:`gnn.monitor.serving.serving_skew`);
+            ``skew`` joins them as ``"served"`` when both are given.
         graph: The snapshot's structure (:func:`gnn.monitor.graph.graph_structure`).
         ring_check: The ring run's input check (:func:`gnn.monitor.rings.check_ring_inputs`).
     """
-    res = MonitorResult(reference.point, reference.version, int(time.time() * 1000), skew=skew, graph=graph,
-                        ring_check=ring_check)  # fmt: skip
+    named = dict(skews or {})
+    if skew is not None and skew not in named.values():
+        named = {"served": skew} | named
+    first = next(iter(named.values()), None)
+    res = MonitorResult(reference.point, reference.version, int(time.time() * 1000), skew=first, graph=graph,
+                        ring_check=ring_check, skews=named)  # fmt: skip
     t0 = time.perf_counter()
     if x is not None:
         res.features = feature_drift(reference.features, x, names)
@@ -137,8 +152,7 @@ def monitor_rows(
     if labels is not None and onboarded_at is not None:
         res.labels = label_drift(labels, onboarded_at, reference.fraud_rate, settings.drift_label_z_alert)
         res.alarms += label_alarms(res.labels, settings)
-    if skew is not None:
-        res.alarms += skew_alarms(skew, settings)
+    res.alarms += comparison_alarms(named, settings)
     if graph is not None:
         res.alarms += graph_alarms(graph)
     if ring_check is not None:
@@ -153,6 +167,8 @@ def monitor_snapshot(
     ring_report: dict[str, Any] | None = None,
     skew: SkewReport | None = None,
     export: bool = True,
+    log: Any = None,
+    store: Any = None,
 ) -> MonitorResult:
     """Monitor the production behaviour model on the current snapshot, save and export the result.
 
@@ -161,8 +177,12 @@ def monitor_snapshot(
         labels: Labels known now (``user_id, is_fraud``) for label drift.
         ring_report: The ring run's report (:class:`gnn.rings.run.RingReport` as a dict): its
             candidate count and input check are carried into the result.
-        skew: A served-vs-batch comparison to include.
+        skew: A served-vs-batch comparison to include (None: measured here, as far as ``log`` and
+            ``store`` allow: :func:`gnn.monitor.serving.serving_skew`).
         export: Write the Prometheus textfile and the history.
+        log: The event history (:class:`pipelines.event_log.EventLog`): served applicant rows are
+            compared with their batch as-of onboarding rows.
+        store: The graph store: known users' online rows are compared with their published rows.
 
     Raises:
         gnn.registry.RegistryError: no production model.
@@ -184,6 +204,13 @@ def monitor_snapshot(
         notes.append(
             f"model {meta.version} has no training reference: retrain with `graphrisk train --events`"
         )
+    skews: dict[str, SkewReport] = {}
+    if skew is None:
+        try:
+            skews, skew_notes = serving_skew(settings, model, meta.version, log=log, store=store)
+            notes += skew_notes
+        except Exception as exc:  # a failed skew check must not lose the drift run
+            notes.append(f"training-serving skew not measured: {type(exc).__name__}: {exc}")
     nodes, edges = load_snapshot(settings.snapshot_dir)
     rr = ring_report if isinstance(ring_report, dict) else {}
     since = reference.meta.get("cutoff_ms") if reference is not None else None
@@ -195,8 +222,9 @@ def monitor_snapshot(
                                     ic.get("by_feature", {}), ic.get("reason", ""))  # fmt: skip
     if reference is None:
         res = MonitorResult("refresh", meta.version, int(time.time() * 1000), graph=graph, ring_check=ring_check,
-                            notes=notes)  # fmt: skip
+                            notes=notes, skew=skew or next(iter(skews.values()), None), skews=skews)  # fmt: skip
         res.alarms += graph_alarms(graph) + (ring_alarms(ring_check) if ring_check else [])
+        res.alarms += comparison_alarms(res.skews or ({"served": skew} if skew else {}), settings)
     else:
         dataset = entity_graph_dataset(settings.snapshot_dir, labels=None)
         scores, x = model.predict_with_inputs(dataset)
@@ -213,13 +241,23 @@ def monitor_snapshot(
         res = monitor_rows(
             reference, settings, x[keep] if x is not None else None, list(model.scorer.feature_names),
             scores[keep], model.band(scores[keep]), labels=labels, onboarded_at=onboarded_at, skew=skew,
-            graph=graph, ring_check=ring_check,
+            graph=graph, ring_check=ring_check, skews=skews,
         )  # fmt: skip
         res.notes += notes
     if export:
         save_result(res, settings.data_dir)
         export_metrics(res, metrics_path(settings.data_dir))
     return res
+
+
+def comparison_alarms(skews: dict[str, SkewReport], settings: Settings) -> list[Alarm]:
+    """Skew alarms of every comparison, the subject naming the comparison and the feature."""
+    out = []
+    for name, report in skews.items():
+        out += [
+            Alarm(a.kind, f"{name}:{a.subject}", a.value, a.threshold) for a in skew_alarms(report, settings)
+        ]
+    return out
 
 
 def _user_label() -> Any:
@@ -245,8 +283,13 @@ def save_result(result: MonitorResult, data_dir: Path) -> Path:
         result.features.to_csv(out / "features.csv", index=False)
     if result.score_hist is not None:
         result.score_hist.to_csv(out / "scores.csv", index=False)
-    if result.skew is not None:
-        result.skew.table.to_csv(out / "skew.csv", index=False)
+    if result.skews or result.skew is not None:
+        named = result.skews or {"served": result.skew}
+        # One table, worst first: the gate (gnn.promotion) reads each feature's first line.
+        table = pd.concat([r.table.assign(comparison=name) for name, r in named.items() if r is not None])
+        table.sort_values(["mismatch_rate", "max_abs_diff"], ascending=False, kind="stable").to_csv(
+            out / "skew.csv", index=False
+        )
     with (out / "history.jsonl").open("a") as fh:
         fh.write(json.dumps(summary) + "\n")
     return out

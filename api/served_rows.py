@@ -1,0 +1,280 @@
+"""The feature rows the API actually served, kept for the training-serving skew check.
+
+Each new applicant the API scores with a tree model (:class:`gnn.online.ApplicantScorer` on its
+fast path) has one model-input row. The row is kept here, in the audit database beside the
+recent applications, keyed by the pseudonymous user id, the decision time and the model
+version, with the row's lineage hash (:func:`gnn.lineage.feature_row_hash`, the one in the score's
+audit entry). A row holds derived counts and ages only (users on an identifier, velocities,
+neighbours' aggregates), never a raw value the applicant sent. The monitoring run
+(:func:`gnn.monitor.serving.applicant_skew`) compares them with the batch as-of onboarding rows
+of the same users once their events are in the event log.
+
+Rows are deleted after ``served_rows_retention_days`` (:func:`api.privacy.enforce_retention`),
+and a person's rows with their pseudonymous links (``graphrisk erase --links``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text, delete, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from api.db import create_tables, make_engine
+
+log = logging.getLogger(__name__)
+
+_metadata = MetaData()
+served_rows_table = Table(
+    "served_feature_rows",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False, index=True),
+    Column("user_id", String(128), nullable=False, index=True),
+    Column("model_version", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),  # "applicant": an onboarding row served online
+    Column("row_hash", String(64), nullable=False),
+    Column("names_hash", String(64), nullable=False),
+    Column("row", LargeBinary, nullable=False),  # little-endian float64, in the names' order
+)
+served_names_table = Table(
+    "served_feature_names",
+    _metadata,
+    Column("names_hash", String(64), primary_key=True),
+    Column("names", Text, nullable=False),  # JSON list: a model's columns are stored once
+)
+
+
+def names_hash(names: Sequence[str]) -> str:
+    """The SHA-256 of a list of column names (the key their rows are stored under)."""
+    return hashlib.sha256(json.dumps(list(names)).encode()).hexdigest()
+
+
+class ServedRows:
+    """The model-input rows served to new applicants.
+
+    Args:
+        url: SQLAlchemy URL (the audit database).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url)
+        create_tables(self.engine, _metadata)
+        self._known_names: set[str] = set()
+
+    def record(
+        self,
+        user_id: str,
+        at_ms: int,
+        model_version: str,
+        row: np.ndarray,
+        names: Sequence[str],
+        row_hash: str,
+        kind: str = "applicant",
+    ) -> None:
+        """Keep one served row (float64, exactly as scored)."""
+        key = names_hash(names)
+        if key not in self._known_names:
+            self._store_names(key, names)
+        x = np.asarray(row, dtype="<f8").reshape(-1)
+        with self.engine.begin() as conn:
+            conn.execute(
+                served_rows_table.insert(),
+                {"at_ms": int(at_ms), "user_id": user_id, "model_version": model_version, "kind": kind,
+                 "row_hash": row_hash, "names_hash": key, "row": x.tobytes()},
+            )  # fmt: skip
+
+    def _store_names(self, key: str, names: Sequence[str]) -> None:
+        with self.engine.connect() as conn:
+            have = conn.execute(
+                select(served_names_table.c.names_hash).where(served_names_table.c.names_hash == key)
+            ).first()
+        if have is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        served_names_table.insert(), {"names_hash": key, "names": json.dumps(list(names))}
+                    )
+            except IntegrityError:
+                pass  # another worker stored the same columns meanwhile
+        self._known_names.add(key)
+
+    def rows(
+        self, since_ms: int | None = None, kind: str = "applicant", model_version: str | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """Served rows (at or after ``since_ms``), one frame per model version.
+
+        Each frame is indexed by ``user_id`` (a user served twice keeps its latest row), with
+        ``at_ms`` and ``row_hash`` columns followed by the model's feature columns.
+        """
+        t = served_rows_table.c
+        query = select(t.at_ms, t.user_id, t.model_version, t.row_hash, t.names_hash, t.row).where(
+            t.kind == kind
+        )
+        if since_ms is not None:
+            query = query.where(t.at_ms >= since_ms)
+        if model_version is not None:
+            query = query.where(t.model_version == model_version)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.at_ms, t.id)).all()
+            names = {
+                r.names_hash: json.loads(r.names) for r in conn.execute(select(served_names_table)).all()
+            }
+        out: dict[str, pd.DataFrame] = {}
+        by_version: dict[tuple[str, str], list[Any]] = {}
+        for r in rows:
+            by_version.setdefault((r.model_version, r.names_hash), []).append(r)
+        for (version, key), group in by_version.items():
+            cols = names[key]
+            x = np.vstack([np.frombuffer(r.row, dtype="<f8") for r in group])
+            frame = pd.DataFrame(x, columns=cols)
+            frame.insert(0, "row_hash", [r.row_hash for r in group])
+            frame.insert(0, "at_ms", np.array([r.at_ms for r in group], dtype=np.int64))
+            frame.index = pd.Index([r.user_id for r in group], name="user_id")
+            frame = frame[~frame.index.duplicated(keep="last")]
+            # A version's columns do not change; if they did, the later rows are its rows.
+            out[version] = pd.concat([out[version], frame]) if version in out else frame
+        return out
+
+    def prune(self, before_ms: int) -> int:
+        """Delete rows served before ``before_ms``; returns how many."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(delete(served_rows_table).where(served_rows_table.c.at_ms < before_ms)).rowcount
+            )
+
+    def forget(self, user_id: str) -> int:
+        """Delete every row of ``user_id``; returns how many."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(delete(served_rows_table).where(served_rows_table.c.user_id == user_id)).rowcount
+            )
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+
+# One log per audit database in each API process (the app's state is built elsewhere; the route
+# reaches the log through :func:`served_rows_for`).
+_logs: dict[str, ServedRows] = {}
+_logs_lock = threading.Lock()
+
+
+def served_rows_for(url: str) -> ServedRows:
+    """The process's :class:`ServedRows` on ``url`` (created on first use)."""
+    with _logs_lock:
+        found = _logs.get(url)
+        if found is None:
+            found = _logs[url] = ServedRows(url)
+        return found
+
+
+def close_all() -> None:
+    """Close every log this process opened."""
+    with _logs_lock:
+        for served in _logs.values():
+            served.close()
+        _logs.clear()
+
+
+class ReplayStore:
+    """Answers the store reads of one scoring with the rows a :class:`RecordingStore` recorded,
+    so the served row is rebuilt without a second round trip to the graph store."""
+
+    def __init__(self, recorded: list[tuple[str, dict[str, Any], Any]]) -> None:
+        self._recorded = list(recorded)
+
+    def read(self, statement: str, **params: Any) -> Any:
+        """The recorded answer to the same statement and parameters.
+
+        Raises:
+            LookupError: the statement was not read during the scoring.
+        """
+        for i, (name, p, rows) in enumerate(self._recorded):
+            if name == statement and p == params:
+                del self._recorded[i]
+                return rows
+        raise LookupError(f"{statement} was not read while scoring")
+
+
+class RecordingStore:
+    """A graph store that remembers what it read (``read`` only; anything else passes through)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.recorded: list[tuple[str, dict[str, Any], Any]] = []
+
+    def read(self, statement: str, **params: Any) -> Any:
+        """The store's answer, remembered."""
+        rows = self._store.read(statement, **params)
+        self.recorded.append((statement, dict(params), rows))
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class RecordingApplications:
+    """The recent-applications log, remembering its answers (``links``) for a replay."""
+
+    def __init__(self, applications: Any) -> None:
+        self._applications = applications
+        self.recorded: list[tuple[Any, int, list[dict[str, Any]]]] = []
+
+    def links(self, nodes: Any, before_ms: int) -> list[dict[str, Any]]:
+        """The log's answer, remembered."""
+        rows = self._applications.links(nodes, before_ms)
+        self.recorded.append((dict(nodes), before_ms, rows))
+        return rows
+
+    def replay(self) -> Any:
+        """An object answering ``links`` with the recorded answers, in order."""
+        answers = list(self.recorded)
+
+        class _Replay:
+            def links(self, nodes: Any, before_ms: int) -> list[dict[str, Any]]:
+                for i, (n, b, rows) in enumerate(answers):
+                    if n == dict(nodes) and b == before_ms:
+                        del answers[i]
+                        return rows
+                raise LookupError("recent applications were not read while scoring")
+
+        return _Replay()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._applications, name)
+
+
+def served_row(scorer: Any, result: Any, event: Any, now_ms: int, store: RecordingStore,
+               recent: RecordingApplications | None) -> tuple[np.ndarray, list[str]] | None:  # fmt: skip
+    """The model-input row ``scorer`` served for ``event``, or None when it cannot be had exactly.
+
+    Taken from the result when the scorer exposes it (``result.input_row``); otherwise rebuilt
+    by :meth:`gnn.online.ApplicantScorer.row` over the very answers the scoring read (replayed,
+    no new store call), and kept only if its hash is the served row's lineage hash. Non-tree
+    scorers serve no single model-input row: None.
+    """
+    if getattr(result, "input_row_kind", None) != "model_inputs":
+        return None
+    names = list(scorer.star.names)
+    row = getattr(result, "input_row", None)
+    if row is None:
+        row = scorer.row(
+            ReplayStore(store.recorded), event, now_ms, recent.replay() if recent is not None else None
+        )
+    from gnn.lineage import feature_row_hash
+
+    row = np.asarray(row, dtype=np.float64)
+    if feature_row_hash(row, names) != result.input_row_hash:
+        log.warning("the rebuilt row of an applicant does not hash to the served row's hash: not kept")
+        return None
+    return row, names
