@@ -66,6 +66,27 @@ ENTITY_OVERRIDES: dict[str, dict[str, Any]] = {
         "refit": True,
         "calibration_folds": 5,
     },
+    # Servable to applicants: a 2-layer GNN over own features only, without edge times, gives an
+    # applicant's star the batch graph's columns (tests/test_graph_trees.py). The time-aware
+    # GNN (the class default) measures better on batch graphs but the star carries no edge times.
+    "gnn+gbdt": {
+        "gnn": {
+            "hidden": 64,
+            "layers": 2,
+            "epochs": 150,
+            "patience": 25,
+            "embed_dim": 8,
+            "features": FeatureOptions(neighbour_hops=0, label_hops=0, history_labels=False),
+        },
+        "trees": {
+            "params": {"learning_rate": 0.08},
+            "max_rounds": 600,
+            "patience": 60,
+            "n_jobs": 1,
+            "features": FeatureOptions(label_hops=0, history_labels=False),
+        },
+        "folds": 5,
+    },
 }
 
 

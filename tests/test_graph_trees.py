@@ -13,12 +13,15 @@ import torch
 from torch_geometric.data import HeteroData
 
 from gnn.data.dataset import NodeDataset
-from gnn.data.entity_graph import EDGE_ATTR_NAMES, entity_graph_from_tables
+from gnn.data.entity_graph import EDGE_ATTR_NAMES, HOUR_MS, entity_graph_from_tables
+from gnn.device import move_scorer, resolve_device
 from gnn.models import FeatureOptions, GraphTreesScorer, make_model
 from gnn.models.gbdt import GBDTScorer
 from gnn.models.hetero_sage import HeteroSAGE
 from gnn.models.train import raw_edges
+from gnn.online_features import IdentifierLinks, star_dataset
 from gnn.sampling import CSRGraph
+from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from tests.test_gnn_models import planted_graph
 
 torch.set_num_threads(1)
@@ -173,11 +176,11 @@ def test_layerwise_equals_full_batch_with_edge_times() -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, pd.DataFrame]:
-    """A small synthetic world's fact log and user labels."""
+def snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[NodeDataset, NodeDataset]:
+    """A small synthetic world's entity graph twelve hours before its end and at its end."""
     from graphrisk.config import load_settings
     from graphrisk.synthetic.generator import generate
-    from pipelines.event_log import FactLog, read_event_log
+    from pipelines.event_log import FactLog, read_event_log, tables_as_of
     from pipelines.refresh import discover_partitions
 
     out = tmp_path_factory.mktemp("graph-trees-world")
@@ -185,32 +188,167 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, pd.DataFram
     events = out / "events"
     log = read_event_log(events, [p.path for p in discover_partitions(events)], load_settings())
     labels = pd.read_parquet(next(Path(out / "labels").glob("users*.parquet")))
-    return FactLog.of(log.clean), labels
-
-
-def test_entity_graph_edges_carry_times_and_a_new_snapshot_scores(world: tuple[object, pd.DataFrame]) -> None:
-    from pipelines.event_log import tables_as_of
-
-    facts, labels = world
-    t_end = int(max(df["last_seen"].max() for df in tables_as_of(facts, 2**62)[0].values() if len(df))) + 1
-    t_mid = t_end - 12 * 3_600_000
+    facts = FactLog.of(log.clean)
+    t_end = int(pa_max_time(log.clean)) + 1
+    t_mid = t_end - 12 * HOUR_MS
     early = entity_graph_from_tables(
         *tables_as_of(facts, t_mid), labels, split="random", seeds=(0,), as_of_ms=t_mid
     )
     late = entity_graph_from_tables(
         *tables_as_of(facts, t_end), labels, split="random", seeds=(0,), as_of_ms=t_end
     )
+    late.notes.append(f"as_of={t_end}")
+    return early, late
+
+
+def pa_max_time(table: object) -> int:
+    """The latest event time (epoch ms) of a clean event table."""
+    import pyarrow.compute as pc
+
+    return int(pc.max(table["time"]).as_py())
+
+
+def test_entity_graph_edges_carry_times_and_a_new_snapshot_scores(
+    snapshots: tuple[NodeDataset, NodeDataset],
+) -> None:
+    early, late = snapshots
     assert late.num_nodes > early.num_nodes
     et = ("User", "USED_DEVICE", "Device")
     ea = early.data[et].edge_attr
     assert ea.shape == (early.data[et].edge_index.shape[1], len(EDGE_ATTR_NAMES))
     assert float(early.data[et].edge_age_h.min()) >= 0  # as-of tables hold only earlier edges
     torch.testing.assert_close(ea[:, 0], early.data[et].edge_age_h)
+    assert torch.equal(early.data["Device", "rev_USED_DEVICE", "User"].edge_attr, ea)
     model = small_combo(folds=2).fit(early, early.splits[0])
     assert model.gnn_.edge_dims_  # the GNN read the edge times
     known = np.isin(late.node_ids, early.node_ids[early.splits[0].train])
     scores = model.predict_proba(late, label_mask=known)
     assert scores.shape == (late.num_nodes,) and np.isfinite(scores).all()
-    # The users both snapshots hold score from the same columns definition: nothing depends on
-    # the row count.
     assert len(set(np.round(scores, 6))) > 10
+
+
+def star_of_user(ds: NodeDataset, u: int, now_ms: int) -> NodeDataset:
+    """User ``u``'s neighbourhood as the applicant path builds it (gnn.online_features.star_dataset):
+    its identifiers, each with the other users on it."""
+    x = ds.data["User"].x.numpy()
+    identifiers, neighbour_x = [], []
+    for rel, et in EDGE_TYPES.items():
+        if et.dst == NodeLabel.USER:
+            continue
+        ei = ds.data[et.src.value, rel.value, et.dst.value].edge_index
+        ids = ei[1][ei[0] == u]
+        if len(ids) == 0:
+            continue
+        node = int(ids[0])
+        others = ei[0][(ei[1] == node) & (ei[0] != u)].numpy()
+        own = ds.data[et.dst.value].x[node].double().numpy()
+        # The star counts the applicant as new on the identifier: one user and event fewer before it.
+        identifiers.append(
+            IdentifierLinks(
+                rel, own[1] - 1, now_ms - own[2] * HOUR_MS, np.arange(len(others)), np.zeros(len(others))
+            )
+        )
+        neighbour_x.append(x[others])
+    nx = np.concatenate(neighbour_x)
+    return star_dataset(x[u], ds.feature_names, identifiers, nx, np.full(len(nx), -1), now_ms)
+
+
+def test_applicant_star_gets_the_batch_columns_when_the_gnn_can_serve_it(
+    snapshots: tuple[NodeDataset, NodeDataset],
+) -> None:
+    """A combination whose GNN has 2 layers, no label features and no edge times (serves_applicants)
+    scores a user's star exactly as the batch graph does: same GNN columns, same score."""
+    _, late = snapshots
+    now = int(late.notes[-1].split("=")[1])
+    net = make_model("sage", 0, hidden=16, epochs=12, patience=12, embed_dim=4,
+                     features=FeatureOptions(neighbour_hops=0, label_hops=0))  # fmt: skip
+    trees = GBDTScorer(refit=False, max_rounds=40, patience=10, n_jobs=1,
+                       features=FeatureOptions(label_hops=0, history_labels=False))  # fmt: skip
+    model = make_model("gnn+gbdt", 0, gnn=net, trees=trees, folds=2)
+    assert model.serves_applicants
+    model.fit(late, late.splits[0])
+    # A user with one identifier per relation, sharing one with someone; its card, merchant
+    # and transfer links dropped (an applicant has none yet).
+    data = late.data.clone()
+    shared = {
+        rel: data["User", rel.value, et.dst.value].edge_index
+        for rel, et in EDGE_TYPES.items()
+        if et.dst != NodeLabel.USER and rel not in (RelType.USED_CARD, RelType.PAID)
+    }
+    users = []
+    for u in range(late.num_nodes):
+        per_rel = [ei[1][ei[0] == u] for ei in shared.values()]
+        if all(len(i) <= 1 for i in per_rel) and any(
+            len(i) == 1 and int((ei[1] == i[0]).sum()) > 1
+            for i, ei in zip(per_rel, shared.values(), strict=True)
+        ):
+            users.append(u)
+    assert users, "no user shares an identifier in this world"
+    u = users[0]
+    for key in data.edge_types:
+        if key[1] in (
+            "USED_CARD",
+            "PAID",
+            "TRANSFERRED_TO",
+            "rev_USED_CARD",
+            "rev_PAID",
+            "rev_TRANSFERRED_TO",
+        ):
+            ei = data[key].edge_index
+            user_side = 0 if key[0] == "User" else 1
+            keep = ei[user_side] != u
+            if key[0] == key[2] == "User":
+                keep &= ei[1 - user_side] != u
+            for attr in ("edge_index",):
+                data[key][attr] = ei[:, keep]
+            for attr in ("edge_attr", "edge_age_h"):
+                data[key][attr] = data[key][attr][keep]
+    batch = NodeDataset(**{**vars(late), "data": data})
+    star = star_of_user(batch, u, now)
+    none = np.zeros(batch.num_nodes, dtype=bool)
+    batch_row = model.inputs(batch, label_mask=none)[u]
+    star_row = model.inputs(star, label_mask=star.y >= 0)[0]
+    np.testing.assert_allclose(star_row, batch_row, rtol=1e-4, atol=1e-4)
+    assert model.predict_proba(star, label_mask=star.y >= 0)[0] == pytest.approx(
+        model.predict_proba(batch, label_mask=none)[u], abs=1e-5
+    )
+
+
+def test_device_option_and_moving_a_fitted_scorer(fitted: GraphTreesScorer, planted: NodeDataset) -> None:
+    assert resolve_device("auto") is None
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+    before = fitted.predict_proba(planted)
+    assert move_scorer(fitted, "cpu") is fitted
+    assert next(fitted.gnn_.module_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(fitted.predict_proba(planted), before)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: GPU training and scoring against the CPU"
+)
+def test_gpu_fitted_combination_scores_like_the_cpu(
+    planted: NodeDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.metrics import average_precision_score
+
+    split = planted.splits[0]
+    gpu = small_combo(device="cuda", amp=True).fit(planted, split)
+    assert next(gpu.gnn_.module_.parameters()).device.type == "cuda"
+    on_gpu = gpu.predict_proba(planted)
+    blob = pickle.dumps(gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = pickle.loads(blob).predict_proba(planted)
+    # The same model on both: GNN columns agree to float rounding; a tree split lying exactly
+    # between the two roundings may send a rare row the other way.
+    assert np.mean(np.abs(on_cpu - on_gpu) < 1e-4) > 0.98
+    monkeypatch.undo()
+    cpu = small_combo().fit(planted, split)  # trained on the CPU, float32: close in quality
+    test = split.test & (planted.y >= 0)
+    ap_gpu = average_precision_score(planted.y[test], on_gpu[test])
+    ap_cpu = average_precision_score(planted.y[test], cpu.predict_proba(planted)[test])
+    assert abs(ap_gpu - ap_cpu) < 0.1

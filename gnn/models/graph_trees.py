@@ -82,9 +82,11 @@ class GraphTreesScorer:
     """GBDT over its own columns plus a GNN's out-of-fold score and embedding.
 
     Args:
-        gnn: The GNN (default :func:`default_gnn`); it must have ``embed`` and an ``embed_dim``.
+        gnn: The GNN (default :func:`default_gnn`), or keyword arguments of a
+            :class:`HeteroSAGEScorer` (``embed_dim`` defaults to 8); it must have an ``embed_dim``.
         trees: The tree model (default: :class:`GBDTScorer` without refit, so the served booster
-            is the validated one and its validation scores are held out for calibration).
+            is the validated one and its validation scores are held out for calibration), or
+            keyword arguments of a :class:`GBDTScorer` (``refit`` defaults to False).
         folds: Out-of-fold folds over the training nodes (each one more GNN fit).
         seed: Fold and model seed.
         device: The GNN's device (``None``: :func:`gnn.device.get_device`).
@@ -102,15 +104,23 @@ class GraphTreesScorer:
 
     def __init__(
         self,
-        gnn: HeteroSAGEScorer | None = None,
-        trees: GBDTScorer | None = None,
+        gnn: HeteroSAGEScorer | dict[str, Any] | None = None,
+        trees: GBDTScorer | dict[str, Any] | None = None,
         folds: int = 5,
         seed: int = 0,
         device: str | None = None,
     ) -> None:
+        # Keyword arguments build fresh models: a registry of defaults (gnn.training) can then
+        # hold plain dicts, never instances shared between the scorers it makes.
+        if isinstance(gnn, dict):
+            gnn = HeteroSAGEScorer(**{"embed_dim": 8, "seed": seed, **gnn})
+        if isinstance(trees, dict):
+            trees = GBDTScorer(**{"refit": False, "seed": seed, **trees})
         self.gnn = gnn if gnn is not None else default_gnn(seed, device)
         if device is not None:
             self.gnn.device = device
+        if getattr(self.gnn, "embed_dim", None) is None:
+            raise ValueError("gnn+gbdt needs a GNN with an embed_dim (its embedding columns)")
         self.trees = trees if trees is not None else GBDTScorer(refit=False, seed=seed)
         self.folds = folds
         self.seed = seed
