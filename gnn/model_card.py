@@ -948,11 +948,37 @@ def _comparison_section(
     for name, a, b in rows:
         card["comparison"]["metrics"][name] = {"this": a, "previous": b, "delta": a - b}
         md.append(f"| {name} | {_fmt(a)} | {_fmt(b)} | {a - b:+.4f} |")
+    md += _same_period(registry.root / meta.version, previous, card)
     if set(meta.feature_names) != set(prev.feature_names):
         added = len(set(meta.feature_names) - set(prev.feature_names))
         removed = len(set(prev.feature_names) - set(meta.feature_names))
         md += ["", f"Features: {added} added, {removed} removed (behaviour model)."]
     return [*md, ""]
+
+
+def _same_period(model_dir: Path, previous: str, card: dict[str, Any]) -> list[str]:
+    """The promotion gate's figures of both models on the same period, when the gate compared this
+    version with the one it replaces (``gate.json``, written by ``graphrisk retrain``)."""
+    path = model_dir / GATE_FILE
+    gate = json.loads(path.read_text()) if path.exists() else None
+    if not gate or gate.get("champion") != previous:
+        return []
+    window = gate.get("window") or {}
+    mine, theirs = (
+        (gate.get("metrics") or {}).get("challenger", {}),
+        (gate.get("metrics") or {}).get("champion", {}),
+    )
+    md = ["", f"On the same period ({_utc(window.get('from'))} to {_utc(window.get('to'))}, the promotion "
+              "gate's replay; neither model was fitted on it):", "",
+          "| metric (same period) | this version | replaced | delta |", "|---|---|---|---|"]  # fmt: skip
+    same: dict[str, Any] = {}
+    for k in sorted(set(mine) & set(theirs)):
+        a, b = mine[k], theirs[k]
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            same[k] = {"this": a, "previous": b, "delta": a - b}
+            md.append(f"| {k} | {_fmt(a)} | {_fmt(b)} | {a - b:+.4f} |")
+    card.setdefault("comparison", {})["same_period"] = {"window": window, "metrics": same}
+    return md
 
 
 def _monitoring_section(settings: Any | None, model_dir: Path, card: dict[str, Any]) -> list[str]:
@@ -1035,6 +1061,14 @@ def _approval_section(meta: Any, index: dict[str, Any], model_dir: Path, card: d
                       f"{e.get('previous') or 'none (first model)'} | "
                       f"{'yes' if forced else 'no' if forced is not None else 'not recorded'} | "
                       f"{e.get('audit_seq') if e.get('audit_seq') is not None else '-'} |")  # fmt: skip
+    for e in entries:
+        sh = e.get("shadow")
+        if isinstance(sh, dict):
+            md.append(f"\nShadow before the promotion of {_utc(e.get('at'))}: {sh.get('runs', 0)} scoring runs "
+                      f"beside the champion, mean rank correlation {_fmt(sh.get('spearman_mean'))}, mean band "
+                      f"agreement {_fmt(sh.get('band_agreement_mean'))}"
+                      + (f", users changing band at the last run {sh.get('flips_last')}" if sh.get("flips_last") else "")
+                      + ".")  # fmt: skip
     for r in rollbacks:
         md.append(f"\nRolled back from `{r.get('from')}` to `{r.get('to')}` at {_utc(r.get('at'))} by "
                   f"{r.get('actor', 'not recorded')}"

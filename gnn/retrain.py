@@ -13,7 +13,8 @@ One replay of the history (:func:`gnn.backtest.run_backtest`, rows only) serves 
 3. a challenger the gate lets through is put in shadow for ``shadow_h`` hours: each scoring run
    scores it beside the champion (:func:`gnn.shadow.shadow_score`), logged, never served;
 4. when its shadow period is over, :func:`conclude_shadow` promotes it (with the shadow agreement
-   in the record); :func:`gnn.promotion.check_probation` rolls a promoted model back if
+   in the record) and writes its model card (approval record, gate numbers, comparison with the
+   model it replaces); :func:`gnn.promotion.check_probation` rolls a promoted model back if
    monitoring breaches a threshold within ``probation_h``.
 
 :func:`run_cycle` is what ``graphrisk retrain`` and the hourly job run: probation, shadow, then a
@@ -200,7 +201,26 @@ def conclude_shadow(
                          extra={"shadow": shadow})  # fmt: skip
     except RegistryError as exc:
         return {"promoted": False, "version": version, "error": str(exc), "shadow": shadow}
-    return {"promoted": True, "version": version, "record": record}
+    return {
+        "promoted": True,
+        "version": version,
+        "record": record,
+        "card": write_card(settings, registry, version),
+    }
+
+
+def write_card(settings: Settings, registry: ModelRegistry, version: str) -> str:
+    """Write the model card of a version just promoted (:func:`gnn.model_card.write_model_card`):
+    its approval record (who promoted it, when, the gate's numbers, the shadow's agreement) and
+    the comparison with the model it replaces. Returns the card's path, or why none was written
+    (the promotion stands either way: a card can be written again with ``graphrisk models card``).
+    """
+    from gnn.model_card import write_model_card
+
+    try:
+        return str(write_model_card(registry, version, settings=settings))
+    except (OSError, ValueError, KeyError) as exc:
+        return f"not written: {type(exc).__name__}: {exc}"
 
 
 def is_due(settings: Settings, registry: ModelRegistry, now_ms: int | None = None) -> tuple[bool, str]:

@@ -331,7 +331,11 @@ def test_hourly_cycle_promotes_after_shadow_reads_nothing_when_not_due(tmp_path:
     registry.write_gate(new.version, {"passed": True, "checks": [], "champion": "another"})
     with pytest.raises(RegistryError, match="gated against another"):
         registry.promote(new.version)
-    registry.write_gate(new.version, {"passed": True, "checks": [], "champion": old.version})
+    gate = {"passed": True, "champion": old.version, "window": {"from": 0, "to": HOUR_MS}, "at_ms": 1,
+            "checks": [{"metric": "onboarding_auprc", "champion": 0.5, "challenger": 0.61, "tolerance": 0.02,
+                        "higher_is_better": True, "passed": True, "note": ""}],
+            "metrics": {"champion": {"onboarding_auprc": 0.5}, "challenger": {"onboarding_auprc": 0.61}}}  # fmt: skip
+    registry.write_gate(new.version, gate)
     registry.set_challenger(new.version, {"since_ms": 0, "until_ms": 6 * HOUR_MS})
     (registry.root / "retrain.json").write_text(json.dumps({"last_run_ms": 0}))
 
@@ -345,3 +349,24 @@ def test_hourly_cycle_promotes_after_shadow_reads_nothing_when_not_due(tmp_path:
         done["shadow"]["promoted"] and registry.production() == new.version and registry.challenger() is None
     )
     assert registry.last_promotion()["shadow"] == {"runs": 0}  # type: ignore[index]
+    # The automatic promotion wrote the promoted version's model card: the approval record (who,
+    # when, the gate's numbers) and the comparison with the model it replaces on the gate's period.
+    card = Path(done["shadow"]["card"])
+    assert card == registry.root / new.version / "card" / "MODEL_CARD.md", done["shadow"]["card"]
+    text = card.read_text()
+    approval = text[text.index("## Approval record") :]
+    assert "| retrain |" in approval and old.version in approval and "challenger passed the gate" in approval
+    assert (
+        "Promotion gate: **passed** against champion" in approval
+        and "| onboarding_auprc | 0.5000 | 0.6100 |" in approval
+    )
+    assert "Shadow before the promotion" in approval
+    comparison = text[
+        text.index("## Comparison with the model it replaces") : text.index("## Approval record")
+    ]
+    assert (
+        f"Replaces **`{old.version}`**" in comparison
+        and "| onboarding_auprc | 0.6100 | 0.5000 | +0.1100 |" in comparison
+    )
+    body = json.loads((card.parent / "card.json").read_text())
+    assert body["comparison"]["same_period"]["metrics"]["onboarding_auprc"]["delta"] == pytest.approx(0.11)
