@@ -23,6 +23,18 @@ household or a small ring always links) and ``max_cut`` (50: bounds the pairs pe
 to 1,225). With the pair count bounded this way, building the graph is linear in the number of
 user-identifier edges. The learned cut-offs are reported with every run.
 
+**Onboarding bursts are not hubs.** A device farm of hundreds of accounts sits on a few
+phones, proxy IPs and drop addresses, each far above the cut-off; dropping them shatters the
+farm. What sets such an identifier apart from a busy public IP or a common device is *how its
+users came*: the farm's accounts were opened through it (the edge's ``first_seen`` is the
+user's ``onboarded_at``) within hours of each other, while a café's visitors opened their
+accounts elsewhere, at any time. So an identifier over the cut-off is not dropped outright: its
+**burst** (the most users who onboarded through it within ``burst_window_h`` hours, at least
+``burst_min_users`` of them, at most ``burst_max_users``) still links those users, and only
+them; the rest of its users do not link through it. Honest hubs have no such burst and stay cut.
+A burst needs a background to stand out against: a window holding more than
+``burst_background_share`` of all the graph's onboardings (every user joined at once) keeps none.
+
 Merchants link only users who paid that merchant at least ``merchant_min_count`` times
 (the colluding shops of a bust-out ring are paid over and over by the same few members;
 honest one-off buyers do not link to them), and the user count is taken after that filter.
@@ -56,6 +68,19 @@ Leiden (RB configuration model, seeded, deterministic: igraph's C implementation
 default, ``leidenalg`` on request), and any community
 still too large is split again at a higher resolution. Clusters with at least ``min_size``
 members are candidates.
+
+Large rings kept whole
+----------------------
+Leiden splits any component over ``max_size`` (60), which also cut a farm of hundreds into
+pieces no larger than 60, none covering the ring. Two rules keep one large ring whole. A group
+over ``max_size`` (a component, or a Leiden community about to be split again) whose links
+cover at least ``whole_density`` of its possible pairs is **one dense block** and is not split
+(an honest component of hundreds is sparse: friends of friends, households, shops). And after
+the split, parts that are **densely joined** are merged back: two parts (of ``min_size`` or more) whose links between them cover at
+least ``whole_density`` of the possible pairs, and which are each that dense inside, are one
+block, not two communities bridged by a few members (honest communities joined through a shared
+friend or shop have a between-density near 0). Merging is transitive and stops at
+``max_whole_size`` members.
 
 Nested communities
 ------------------
@@ -110,6 +135,12 @@ class ClusterConfig:
             victim who paid a mule once, are trimmed off iteratively).
         flow_window_h: Hours within which forwarded money counts as a pass-through.
         flow_ratio: Smallest share of the incoming amount a pass-through forwards.
+        burst_window_h: Hours within which users onboarding through one identifier are a burst.
+        burst_min_users: Smallest burst that still links through an identifier over the cut-off.
+        burst_max_users: Largest burst kept (bounds its pairs).
+        burst_background_share: A burst's window may hold at most this share of all onboardings.
+        whole_density: Leiden parts joined at least this densely (and as dense inside) merge.
+        max_whole_size: Largest cluster such merging builds.
     """
 
     hub_quantile: float = 0.99
@@ -126,6 +157,12 @@ class ClusterConfig:
     duplicate_jaccard: float = 0.8
     flow_window_h: float = 6.0
     flow_ratio: float = 0.9
+    burst_window_h: float = 24.0
+    burst_min_users: int = 10
+    burst_max_users: int = 2000
+    burst_background_share: float = 0.5
+    whole_density: float = 0.25
+    max_whole_size: int = 2000
 
 
 @dataclass
@@ -243,6 +280,7 @@ def build_user_graph(
     cfg = cfg or ClusterConfig()
     uidx = _user_index(nodes, edges) if uidx is None else uidx
     n = len(uidx)
+    onboarded = _onboarded(nodes, uidx)
     parts_a, parts_b, parts_w = [], [], []
     cutoffs: dict[str, int] = {}
     dropped: dict[str, int] = {}
@@ -261,6 +299,11 @@ def build_user_graph(
         cutoffs[rel.value] = cut
         dropped[rel.value] = int((deg > cut).sum())
         keep = (deg[ident] >= 2) & (deg[ident] <= cut)
+        if rel != RelType.PAID and onboarded is not None and (deg > cut).any():
+            burst = onboarding_bursts(ident, src, e["first_seen"].to_numpy()[ok], onboarded, deg > cut, cfg)
+            keep |= burst
+            # Hubs dropped outright: over the cut-off with no burst kept.
+            dropped[rel.value] = len(np.setdiff1d(np.flatnonzero(deg > cut), ident[burst]))
         a, b, k = pairs_within_groups(ident[keep], src[keep])
         parts_a.append(a)
         parts_b.append(b)
@@ -291,6 +334,59 @@ def build_user_graph(
         cutoffs=cutoffs,
         dropped_hubs=dropped,
     )
+
+
+def _onboarded(nodes: dict[NodeLabel, pd.DataFrame], uidx: pd.Index) -> np.ndarray | None:
+    """``onboarded_at`` per user index (NaN unknown); None without a user table that has it."""
+    users = nodes.get(NodeLabel.USER)
+    if users is None or "onboarded_at" not in users or users.empty:
+        return None
+    on = users.drop_duplicates("id").set_index("id")["onboarded_at"].astype("float64")
+    return on.reindex(uidx).to_numpy()
+
+
+def onboarding_bursts(
+    ident: np.ndarray, user: np.ndarray, first_seen: np.ndarray, onboarded: np.ndarray,
+    hub: np.ndarray, cfg: ClusterConfig,
+) -> np.ndarray:  # fmt: skip
+    """Mask over user-identifier edges: the edge belongs to its hub identifier's onboarding burst.
+
+    Per identifier with ``hub[ident]``: the users whose account was opened through it
+    (``first_seen == onboarded_at``), and among them the most that onboarded within
+    ``burst_window_h`` of each other (see "Onboarding bursts" in the module docstring). Bursts
+    below ``burst_min_users`` or above ``burst_max_users`` are not kept.
+    """
+    on_t = onboarded[user]
+    cand = hub[ident] & (first_seen.astype(np.float64) == on_t) & ~np.isnan(on_t)
+    out = np.zeros(len(ident), dtype=bool)
+    rows = np.flatnonzero(cand)
+    if len(rows) < cfg.burst_min_users:
+        return out
+    rows = rows[np.lexsort((on_t[rows], ident[rows]))]
+    g, t = ident[rows], on_t[rows] - np.nanmin(on_t[rows])
+    # Sort key per identifier, so one searchsorted finds every window's end: identifiers are
+    # spaced further apart than any time span.
+    span = float(t.max()) + cfg.burst_window_h * 3_600_000 + 1.0
+    key = g.astype(np.float64) * span + t
+    end = np.searchsorted(key, key + cfg.burst_window_h * 3_600_000, side="right")
+    count = end - np.arange(len(rows))
+    best = pd.Series(count).groupby(g).idxmax().to_numpy()
+    best_n = count[best]
+    # A burst stands out only against a background: when the window holds most of all the
+    # onboardings (a world whose users all joined at once), nothing can be told from it.
+    all_on = np.sort(onboarded[~np.isnan(onboarded)])
+    start = on_t[rows[best]]
+    in_window = np.searchsorted(
+        all_on, start + cfg.burst_window_h * 3_600_000, side="right"
+    ) - np.searchsorted(all_on, start, side="left")
+    ok = (
+        (best_n >= cfg.burst_min_users)
+        & (best_n <= cfg.burst_max_users)
+        & (in_window <= cfg.burst_background_share * len(all_on))
+    )
+    for start, n in zip(best[ok], best_n[ok], strict=True):
+        out[rows[start : start + n]] = True
+    return out
 
 
 def _leiden(
@@ -327,6 +423,15 @@ def edges_by_group(group_a: np.ndarray, group_b: np.ndarray, n_groups: int) -> t
     return order, np.searchsorted(group_a[order], np.arange(n_groups + 1))
 
 
+def is_dense_block(size: int, links: int, cfg: ClusterConfig) -> bool:
+    """A group too large for one community yet linked as one: kept whole by the Leiden split.
+
+    At least ``whole_density`` of its possible pairs are links, and it has at most
+    ``max_whole_size`` members (see "Large rings kept whole" in the module docstring).
+    """
+    return cfg.max_size < size <= cfg.max_whole_size and links >= cfg.whole_density * size * (size - 1) / 2
+
+
 def split_component(
     nodes: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, cfg: ClusterConfig
 ) -> list[np.ndarray]:
@@ -334,11 +439,16 @@ def split_component(
 
     Communities larger than ``max_size`` are split again at twice the resolution, up to a
     few rounds; what is still too large after that is kept whole (reported, never dropped).
+    A group (the component or a community) that :func:`is_dense_block` is kept whole as it is.
     """
     out: list[np.ndarray] = []
     stack = [(np.sort(nodes), a, b, w, cfg.resolution)]
     while stack:
         nd, ea, eb, ew, res = stack.pop()
+        if is_dense_block(len(nd), len(ea), cfg):
+            # One dense block (a farm of hundreds): kept whole, not cut into pieces of 60.
+            out.append(nd)
+            continue
         la, lb = np.searchsorted(nd, ea), np.searchsorted(nd, eb)
         memb = _leiden(len(nd), la, lb, ew, res, cfg.seed, cfg.backend)
         n_com = int(memb.max()) + 1
@@ -353,6 +463,56 @@ def split_component(
             else:
                 out.append(sub)
     return out
+
+
+def merge_dense_parts(
+    parts: list[np.ndarray], a: np.ndarray, b: np.ndarray, cfg: ClusterConfig
+) -> list[np.ndarray]:
+    """Leiden parts of one component, densely joined ones merged (see "Large rings kept whole").
+
+    ``a``, ``b``: the component's links (global user indices). Parts below ``min_size`` are
+    left as they are.
+    """
+    if len(parts) < 2:
+        return parts
+    sizes = np.array([len(p) for p in parts], dtype=np.float64)
+    nodes = np.concatenate(parts)
+    order = np.argsort(nodes)
+    part_of = np.repeat(np.arange(len(parts)), sizes.astype(np.int64))[order]
+    nodes = nodes[order]
+    pa, pb = part_of[np.searchsorted(nodes, a)], part_of[np.searchsorted(nodes, b)]
+    inside = np.bincount(pa[pa == pb], minlength=len(parts))
+    dense_in = (sizes >= cfg.min_size) & (inside >= cfg.whole_density * sizes * (sizes - 1) / 2)
+    lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+    between = (
+        pd.Series(1, index=pd.MultiIndex.from_arrays([lo[lo != hi], hi[lo != hi]]))
+        .groupby(level=[0, 1])
+        .sum()
+    )
+    if between.empty:
+        return parts
+    i, j = between.index.get_level_values(0).to_numpy(), between.index.get_level_values(1).to_numpy()
+    joined = (between.to_numpy() >= cfg.whole_density * sizes[i] * sizes[j]) & dense_in[i] & dense_in[j]
+    # Union-find over the densely joined pairs, densest first, within max_whole_size.
+    root = np.arange(len(parts))
+    total = sizes.copy()
+
+    def find(x: int) -> int:
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        return x
+
+    dens = between.to_numpy() / (sizes[i] * sizes[j])
+    for k in np.flatnonzero(joined)[np.argsort(-dens[joined], kind="stable")]:
+        ri, rj = find(int(i[k])), find(int(j[k]))
+        if ri != rj and total[ri] + total[rj] <= cfg.max_whole_size:
+            root[rj] = ri
+            total[ri] += total[rj]
+    groups: dict[int, list[np.ndarray]] = {}
+    for k, p in enumerate(parts):
+        groups.setdefault(find(k), []).append(p)
+    return [np.sort(np.concatenate(g)) for g in groups.values()]
 
 
 def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[np.ndarray, int]:
@@ -373,9 +533,8 @@ def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[n
         order, bounds = edges_by_group(comp[graph.a], comp[graph.b], len(sizes))
         for ci in big:
             e = order[bounds[ci] : bounds[ci + 1]]
-            for sub in split_component(
-                np.flatnonzero(comp == ci), graph.a[e], graph.b[e], graph.weight[e], cfg
-            ):
+            parts = split_component(np.flatnonzero(comp == ci), graph.a[e], graph.b[e], graph.weight[e], cfg)
+            for sub in merge_dense_parts(parts, graph.a[e], graph.b[e], cfg):
                 label[sub] = next_id if len(sub) >= cfg.min_size else -1
                 next_id += 1
     label = _trim(label, graph.a, graph.b, cfg)
