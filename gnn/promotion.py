@@ -50,8 +50,11 @@ GATED: tuple[GatedMetric, ...] = (
     GatedMetric("refresh_auprc", True, "gate_auprc_tolerance",
                 "average precision of the behaviour model on the period's refresh rows"),
     GatedMetric("ring_detection_h", False, "gate_ring_detection_tolerance_h",
-                "median hours from a planted ring's first application in the period to its first "
-                "member flagged at onboarding (never flagged: the period's end)"),
+                "median hours from a planted ring's detection anchor in the period (the backtest's "
+                "milestone: third application, first pass-through, burst start) to the moment half "
+                "its members are flagged at onboarding or refresh (never: the period's end); where "
+                "milestones are not available, the proxy: hours from its first application in the "
+                "period to its first member flagged at onboarding"),
     GatedMetric("review_load", False, "gate_review_load_tolerance",
                 "share of the period's decisions (onboarding and refresh rows) in review or block"),
     GatedMetric("calibration_ece", False, "gate_ece_tolerance",
@@ -162,6 +165,7 @@ def holdout_metrics(
     labels: pd.DataFrame,
     window: tuple[int, int],
     skew: pd.DataFrame | None = None,
+    milestones: pd.DataFrame | None = None,
 ) -> dict[str, float | None]:
     """A registered decision-point model's figures on the replay's rows decided in ``window``.
 
@@ -173,6 +177,9 @@ def holdout_metrics(
         labels: ``user_id, is_fraud`` (and ``ring_id`` for ring detection) the rows are scored against.
         window: ``[start, end)`` epoch ms (:func:`holdout_window`).
         skew: The last monitoring run's ``feature, mismatch_rate`` table (None: not measured).
+        milestones: The planted rings' detection anchors (:func:`gnn.backtest.ring_milestones`):
+            ring detection is measured as the backtest measures it (:func:`ring_detection`);
+            None, or no ring anchored in the period: the onboarding-only proxy.
     """
     out: dict[str, float | None] = {m.name: None for m in GATED}
     applicant = getattr(model, "for_applicants", model)
@@ -204,8 +211,13 @@ def holdout_metrics(
         out["brier"] = float(brier_score_loss(both["y"], both["score"]))
         out["decisions"] = float(len(both))
         out["fraud"] = float(both["y"].sum())
-    if onb is not None and "ring_id" in labels:
-        out.update(_ring_detection(onb, labels, hi))
+    if "ring_id" in labels and parts:
+        measured = ring_detection(parts, labels, milestones, window) if milestones is not None else None
+        if measured is not None:
+            out.update(measured)
+        elif onb is not None:
+            out.update(_ring_detection(onb, labels, hi))
+            out["ring_detection_backtest"] = 0.0
     if skew is not None and len(skew):
         out["skew_exposure"] = _skew_exposure(applicant, skew)
     return out
@@ -231,12 +243,65 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total)
 
 
-def _ring_detection(onb: pd.DataFrame, labels: pd.DataFrame, end: int) -> dict[str, float | None]:
-    """Hours from each planted ring's first application in the period to its first flagged member.
+ANCHOR_OF_TYPOLOGY = {"device_farm": "third_onboarding", "synthetic_identity": "third_onboarding",
+                      "mule_ring": "first_pass_through", "bust_out": "burst_start"}  # fmt: skip
 
-    Cheap (onboarding decisions only, no ring model): the ring-level figure of the full backtest
-    (:func:`gnn.backtest._ring_report`) needs an hourly ring replay per model, too slow for a gate
-    that runs every retrain. A ring never flagged counts the hours to the period's end.
+
+def ring_detection(
+    parts: dict[str, pd.DataFrame], labels: pd.DataFrame, milestones: pd.DataFrame, window: tuple[int, int]
+) -> dict[str, float | None] | None:
+    """Ring detection time on the period, as the backtest measures it (:func:`gnn.backtest.backtest_report`).
+
+    Each planted ring whose detection anchor (its typology's milestone of
+    :func:`gnn.backtest.ring_milestones`: the third application for device farms and synthetic
+    identities, the first member-to-member transfer for mule rings, the burst's first payment for
+    bust-outs) falls in ``window`` is detected when half its members (rounded up) have been flagged
+    (review or block) by the model, at onboarding or at a refresh in the period. Its figure is the
+    hours from the anchor to that moment (negative: flagged before the anchor, the goal for
+    bust-outs); never detected in the period: the hours to the period's end. The backtest also
+    counts the ring model's flags; the gate leaves them out, being the same ring model for both
+    decision-point models under comparison.
+
+    Args:
+        parts: Point -> the model's scored rows in the period (``user_id, decided, band``).
+        labels: ``user_id`` and ``ring_id`` (ring sizes).
+        milestones: :func:`gnn.backtest.ring_milestones`.
+        window: ``[start, end)`` epoch ms.
+
+    Returns:
+        ``ring_detection_h`` (median), ``rings_in_period``, ``rings_flagged``,
+        ``ring_detection_backtest`` (1.0), or None when no ring is anchored in the period.
+    """
+    lo, hi = window
+    anchors = []
+    for r in milestones.itertuples():
+        column = ANCHOR_OF_TYPOLOGY.get(str(r.typology))
+        anchor = getattr(r, column) if column else np.nan
+        if anchor == anchor and lo <= anchor < hi:  # not NaN, in the period
+            anchors.append((r.ring_id, float(anchor)))
+    if not anchors:
+        return None
+    rows = pd.concat([p[["user_id", "decided", "band"]] for p in parts.values()], ignore_index=True)
+    flagged = rows[rows["band"].isin(FLAG_BANDS)].groupby("user_id")["decided"].min()
+    members = labels.dropna(subset=["ring_id"]).drop_duplicates("user_id")
+    hours, detected = [], 0
+    for ring, anchor in anchors:
+        ids = members.loc[members["ring_id"] == ring, "user_id"]
+        need = int(np.ceil(len(ids) / 2))
+        times = np.sort(flagged.reindex(ids).dropna().to_numpy(np.float64))
+        at = times[need - 1] if need and len(times) >= need else np.nan
+        detected += int(at == at)
+        hours.append(((at if at == at else hi) - anchor) / HOUR_MS)
+    return {"ring_detection_h": float(np.median(hours)), "rings_in_period": float(len(hours)),
+            "rings_flagged": float(detected), "ring_detection_backtest": 1.0}  # fmt: skip
+
+
+def _ring_detection(onb: pd.DataFrame, labels: pd.DataFrame, end: int) -> dict[str, float | None]:
+    """The proxy, where ring milestones are not available (no event log or typologies): hours from
+    each planted ring's first application in the period to its first member flagged at onboarding.
+
+    Onboarding decisions only; a ring never flagged counts the hours to the period's end. The gate
+    records which measure it used (``ring_detection_backtest``: 1 the backtest's, 0 this proxy).
     """
     ring_of = labels.dropna(subset=["ring_id"]).drop_duplicates("user_id").set_index("user_id")["ring_id"]
     rows = onb.assign(ring_id=onb["user_id"].map(ring_of)).dropna(subset=["ring_id"])

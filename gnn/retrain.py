@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from gnn.backtest import BacktestConfig, BacktestResult, run_backtest
+from gnn.backtest import BacktestConfig, BacktestResult, ring_milestones, run_backtest
 from gnn.decision_training import DecisionPointError, fit_served_models, register_served_models
 from gnn.monitor.run import monitor_dir
 from gnn.promotion import (
@@ -162,12 +162,14 @@ def retrain(
     t2 = time.perf_counter()
     truth = labels if eval_labels is None else eval_labels
     skew = _last_skew(settings.data_dir)
+    # Ring detection as the backtest measures it, from the rings' milestones in the event log.
+    miles = ring_milestones(log, truth) if {"ring_id", "typology"} <= set(truth.columns) else None
     challenger_model, _ = registry.load(meta.version)
-    new = holdout_metrics(challenger_model, result, truth, (lo, hi), skew)
+    new = holdout_metrics(challenger_model, result, truth, (lo, hi), skew, miles)
     champion = registry.production()
     old = None
     if champion is not None:
-        old = holdout_metrics(registry.load(champion)[0], result, truth, (lo, hi), skew)
+        old = holdout_metrics(registry.load(champion)[0], result, truth, (lo, hi), skew, miles)
     decision = decide(meta.version, champion, new, old, tolerances(settings), window)
     gate = record_gate(registry, decision, audit)
     until = None

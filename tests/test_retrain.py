@@ -20,6 +20,7 @@ import torch
 from api.audit import AuditLog
 from api.decisions import DecisionStore, training_labels
 from api.state import build_snapshot, published_stamps
+from gnn import promotion
 from gnn.asof import REFRESH, HourState
 from gnn.monitor.reference import load_reference
 from gnn.monitor.run import monitor_rows, save_result
@@ -108,6 +109,8 @@ def test_challenger_from_corrupted_labels_is_refused_and_recorded(
     assert gate["window"] == report.window and gate["window"]["from"] == report.cutoff_ms
     for metric in ("review_load", "calibration_ece", "ring_detection_h"):
         assert gate["metrics"]["champion"][metric] is not None
+    # Ring detection is the backtest's measure (milestones from the event log), not the proxy.
+    assert gate["metrics"]["champion"]["ring_detection_backtest"] == 1.0
     entry = _entries(audit, "model_gate")[-1]
     assert entry["target"] == f"model:{report.version}" and entry["detail"]["passed"] is False
     assert "onboarding_auprc" in entry["detail"]["failed"]
@@ -370,3 +373,27 @@ def test_hourly_cycle_promotes_after_shadow_reads_nothing_when_not_due(tmp_path:
     )
     body = json.loads((card.parent / "card.json").read_text())
     assert body["comparison"]["same_period"]["metrics"]["onboarding_auprc"]["delta"] == pytest.approx(0.11)
+
+
+def test_ring_detection_is_the_backtests_measure_on_the_period() -> None:
+    """Hours from each ring's typology anchor in the period to half its members flagged (onboarding
+    or refresh), never detected counted to the period's end; rings anchored outside are left out."""
+    h = HOUR_MS
+    labels = pd.DataFrame({"user_id": ["a1", "a2", "a3", "a4", "b1", "b2", "c1", "c2", "x"],
+                           "ring_id": ["A"] * 4 + ["B"] * 2 + ["C"] * 2 + [None],
+                           "is_fraud": [1] * 8 + [0]})  # fmt: skip
+    miles = pd.DataFrame({
+        "ring_id": ["A", "B", "C"], "typology": ["device_farm", "mule_ring", "device_farm"], "size": [4, 2, 2],
+        "first_onboarding": [10 * h, 11 * h, 0.0], "third_onboarding": [12 * h, np.nan, 1 * h],
+        "first_pass_through": [np.nan, 20 * h, np.nan], "burst_start": [np.nan] * 3,
+    })  # fmt: skip
+    onb = pd.DataFrame({"user_id": ["a1", "a2", "a3", "b1", "x"], "decided": [10 * h, 11 * h, 12 * h, 11 * h, 12 * h],
+                        "band": ["allow", "review", "allow", "allow", "block"]})  # fmt: skip
+    ref = pd.DataFrame({"user_id": ["a1", "b2"], "decided": [18 * h, 24 * h], "band": ["block", "allow"]})
+    window = (8 * h, 32 * h)
+    out = promotion.ring_detection({"onboarding": onb, "refresh": ref}, labels, miles, window)
+    # A: anchor 12 h, half (2 of 4) flagged when a1 is flagged at the 18 h refresh: 6 h.
+    # B: anchor (first pass-through) 20 h, never flagged: 32 - 20 = 12 h. C: anchored before the period.
+    assert out == {"ring_detection_h": 9.0, "rings_in_period": 2.0, "rings_flagged": 1.0,
+                   "ring_detection_backtest": 1.0}  # fmt: skip
+    assert promotion.ring_detection({"onboarding": onb}, labels, miles, (40 * h, 50 * h)) is None
