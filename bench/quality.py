@@ -109,12 +109,44 @@ def candidates(
     return {n: table[n] for n in names}
 
 
+def load_synthetic(users: int, seeds: list[int], days: int = 7) -> NodeDataset:
+    """A synthetic world's entity graph at the end of its window (users, identifiers, merchants,
+    every relation with its edge times), labelled users split 60/20/20 per seed."""
+    import tempfile
+
+    import pandas as pd
+
+    from gnn.data.entity_graph import entity_graph_from_tables
+    from graphrisk.config import load_settings
+    from graphrisk.synthetic.generator import generate
+    from pipelines.event_log import FactLog, read_event_log, tables_as_of
+    from pipelines.refresh import discover_partitions
+
+    out = Path(tempfile.mkdtemp(prefix="quality-synthetic-"))
+    generate(out, users=users, seed=7, days=days)
+    events = out / "events"
+    log = read_event_log(events, [p.path for p in discover_partitions(events)], load_settings())
+    labels = pd.read_parquet(next((out / "labels").glob("users*.parquet")))
+    end = int(log.clean["time"].to_numpy().max()) + 1
+    return entity_graph_from_tables(
+        *tables_as_of(FactLog.of(log.clean), end), labels, split="random", seeds=tuple(seeds),
+        name=f"synthetic-{users // 1000}k", as_of_ms=end,
+    )  # fmt: skip
+
+
 def load_all(
-    data_dir: Path, seeds: int, which: list[str], masks: int = 10, spectral_dims: int = TOLOKERS_SPECTRAL_DIMS
+    data_dir: Path,
+    seeds: int,
+    which: list[str],
+    masks: int = 10,
+    spectral_dims: int = TOLOKERS_SPECTRAL_DIMS,
+    synthetic_users: int = 5000,
 ) -> list[NodeDataset]:
     """The benchmark datasets, each with ``seeds`` splits (Tolokers: its first ``masks`` masks)."""
     out = []
     s = list(range(seeds))
+    if "synthetic" in which:
+        out.append(load_synthetic(synthetic_users, s))
     if "sffsd" in which:
         out.append(load_sffsd(data_dir / "sffsd" / "S-FFSD.csv", seeds=s))
     if "tolokers" in which:
@@ -142,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tolokers-spectral-dims", type=int, default=TOLOKERS_SPECTRAL_DIMS, help="0 = raw features only"
     )
-    parser.add_argument("--datasets", default="sffsd,tolokers,amlsim")
+    parser.add_argument("--datasets", default="sffsd,tolokers,amlsim", help="also: synthetic")
+    parser.add_argument("--synthetic-users", type=int, default=5000, help="synthetic world's users")
     parser.add_argument(
         "--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn,gnn+gbdt"
     )
@@ -160,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     verdicts = []
     for ds in load_all(
-        args.data_dir, args.seeds, args.datasets.split(","), args.tolokers_masks, args.tolokers_spectral_dims
+        args.data_dir,
+        args.seeds,
+        args.datasets.split(","),
+        args.tolokers_masks,
+        args.tolokers_spectral_dims,
+        args.synthetic_users,
     ):
         t0 = time.perf_counter()
         report = evaluate_dataset(

@@ -244,5 +244,12 @@ class GraphTreesScorer:
         """P(fraud) per target node of any graph with the training graph's node and edge types."""
         return self.trees_.predict_inputs(self.inputs(dataset, label_mask))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without :attr:`oof_columns_` (a fit-time diagnostic, ``[N, 1 + embed_dim]``: 72 MB
+        at a million users); the GNN pickles its module on the CPU (:class:`GNNScorer`)."""
+        state = dict(self.__dict__)
+        state["oof_columns_"] = None
+        return state
+
     def __repr__(self) -> str:
         return f"GraphTreesScorer(folds={self.folds}, gnn={self.gnn_!r}, trees={self.trees_!r})"

@@ -22,6 +22,10 @@ class HeteroSAGE(nn.Module):
         h_v^{(l+1)} = \mathrm{ReLU}\Big(W_{\text{self}} h_v^{(l)} + \sum_{r}
             \big(W_1^r h_v^{(l)} + W_2^r \operatorname{mean}_{u \in N_r(v)} h_u^{(l)}\big)\Big)
 
+    With ``edge_dims``, a relation ``r`` with edge attributes adds
+    :math:`W_t^{r,l} \operatorname{mean}_{e \in N_r(v)} \cos(W_e^r x_e + b_e^r)` to the sum (its edges'
+    times relative to the decision time, encoded as in TGAT).
+
     The separate self transform keeps a node's own evidence apart from its neighbours' (fraud
     graphs are heterophilous: fraudsters camouflage among legitimate neighbours). The score is
     an MLP over the concatenated layer outputs of the target type (jumping knowledge).

@@ -454,6 +454,10 @@ class GNNScorer:
                 nt: {"mean": torch.as_tensor(sc.mean), "std": torch.as_tensor(sc.std)}
                 for nt, sc in (self.scalers_ or {}).items()
             },
+            "edge_scalers": {
+                "__".join(et): {"mean": torch.as_tensor(sc.mean), "std": torch.as_tensor(sc.std)}
+                for et, sc in (getattr(self, "edge_scalers_", None) or {}).items()
+            },
         }
 
     def __repr__(self) -> str:
