@@ -27,6 +27,7 @@ IDENTIFIER_WORDS: dict[str, tuple[str, str]] = {
     "HAS_PHONE": ("phone number", "phone numbers"),
     "LIVES_AT": ("postal address", "postal addresses"),
     "USED_CARD": ("card", "cards"),
+    "USED_FINGERPRINT": ("device fingerprint", "device fingerprints"),
 }
 # Who a user reaches over each relation into it (gnn.features aggregates at the edge's target):
 # an identifier relation reversed reaches the user's identifiers; TRANSFERRED_TO into a user

@@ -35,6 +35,7 @@ APPLICANT_IDENTIFIERS: dict[RelType, str] = {  # relation -> the clean event's c
     RelType.HAS_EMAIL: "email",
     RelType.HAS_PHONE: "phone",
     RelType.LIVES_AT: "address",
+    RelType.USED_FINGERPRINT: "device_fp",
 }
 
 
@@ -102,7 +103,8 @@ def store_links(store: GraphStore, clean: dict[str, Any], max_links: int) -> lis
     """
     params = {
         "device": clean["device_id"], "ip": clean["ip"], "document": clean["doc"], "email": clean["email"],
-        "phone": clean["phone"], "address": clean["address"], "limit": max_links,
+        "phone": clean["phone"], "address": clean["address"], "fingerprint": clean["device_fp"],
+        "limit": max_links,
     }  # fmt: skip
     return store.read("serving/applicant_links", **params)
 
@@ -115,7 +117,7 @@ def warm_store_plans(store: GraphStore, max_links: int = 500) -> None:
     """
     none = "graphrisk-warm-up:no-such-id"
     store_links(
-        store, dict.fromkeys(("device_id", "ip", "doc", "email", "phone", "address"), none), max_links
+        store, dict.fromkeys(APPLICANT_IDENTIFIERS.values(), none), max_links
     )
     store.read("serving/user_links", id=none, rels=[r.value for r in APPLICANT_IDENTIFIERS], limit=max_links)
 

@@ -7,15 +7,36 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
 
-def threshold_for_precision(scores: np.ndarray, y: np.ndarray, precision: float) -> float:
+def threshold_for_precision(
+    scores: np.ndarray, y: np.ndarray, precision: float, base_rate: float | None = None
+) -> float:
     """Lowest threshold whose alerts (``score >= t``) reach ``precision`` on ``(scores, y)``.
 
     The lowest such threshold catches the most positives. Returns ``inf`` (alert nothing) when
     no threshold reaches the precision.
+
+    With ``base_rate``, precision is what the threshold would give where that share of the
+    decisions is fraud: ``pi TPR / (pi TPR + (1 - pi) FPR)``, from the true- and false-positive
+    rates on ``(scores, y)``, which do not depend on the mix. Fraud's share moves (a quiet week
+    after a wave of rings), and a threshold tuned at the validation period's share lets through
+    every false positive a lower share makes relatively more of.
     """
-    p, _, t = precision_recall_curve(y, scores)
-    ok = np.flatnonzero(p[:-1] >= precision)
-    return float(t[ok[0]]) if len(ok) else float("inf")
+    if base_rate is None:
+        p, _, t = precision_recall_curve(y, scores)
+        ok = np.flatnonzero(p[:-1] >= precision)
+        return float(t[ok[0]]) if len(ok) else float("inf")
+    if not 0 < base_rate < 1:
+        raise ValueError(f"base_rate must be in (0, 1), got {base_rate}")
+    y = np.asarray(y)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    s, pos = np.asarray(scores, dtype=np.float64)[order], (y[order] == 1)
+    # Candidate thresholds are the distinct scores; counts are of alerts at score >= t.
+    last = np.r_[s[1:] != s[:-1], True]
+    tpr = np.cumsum(pos)[last] / max(int(pos.sum()), 1)
+    fpr = np.cumsum(~pos)[last] / max(int((~pos).sum()), 1)
+    prec = base_rate * tpr / np.maximum(base_rate * tpr + (1 - base_rate) * fpr, 1e-300)
+    ok = np.flatnonzero((prec >= precision) & (tpr > 0))
+    return float(s[last][ok[-1]]) if len(ok) else float("inf")
 
 
 def threshold_for_f1(scores: np.ndarray, y: np.ndarray) -> float:

@@ -23,6 +23,7 @@ class NodeLabel(StrEnum):
     IP = "IP"
     ADDRESS = "Address"
     CARD = "Card"
+    FINGERPRINT = "Fingerprint"
 
 
 class RelType(StrEnum):
@@ -35,6 +36,7 @@ class RelType(StrEnum):
     USED_IP = "USED_IP"
     LIVES_AT = "LIVES_AT"
     USED_CARD = "USED_CARD"
+    USED_FINGERPRINT = "USED_FINGERPRINT"
     PAID = "PAID"
     TRANSFERRED_TO = "TRANSFERRED_TO"
 
@@ -55,6 +57,10 @@ EDGE_TYPES: dict[RelType, EdgeType] = {
     RelType.USED_IP: EdgeType(NodeLabel.USER, RelType.USED_IP, NodeLabel.IP),
     RelType.LIVES_AT: EdgeType(NodeLabel.USER, RelType.LIVES_AT, NodeLabel.ADDRESS),
     RelType.USED_CARD: EdgeType(NodeLabel.USER, RelType.USED_CARD, NodeLabel.CARD),
+    # A device's browser/app fingerprint as its own identifier: an app reset gives a fresh
+    # device id and the same fingerprint, so device farms share fingerprints where they no
+    # longer share device ids. Common fingerprints (one phone model's defaults) are hubs.
+    RelType.USED_FINGERPRINT: EdgeType(NodeLabel.USER, RelType.USED_FINGERPRINT, NodeLabel.FINGERPRINT),
     RelType.PAID: EdgeType(NodeLabel.USER, RelType.PAID, NodeLabel.MERCHANT),
     RelType.TRANSFERRED_TO: EdgeType(NodeLabel.USER, RelType.TRANSFERRED_TO, NodeLabel.USER),
 }
@@ -64,7 +70,10 @@ PAYMENT_RELS: frozenset[RelType] = frozenset({RelType.PAID, RelType.TRANSFERRED_
 
 # Identifier labels whose ids are keyed hashes of sensitive values.
 PSEUDONYMOUS_LABELS: frozenset[NodeLabel] = frozenset(
-    {NodeLabel.DOCUMENT, NodeLabel.EMAIL, NodeLabel.PHONE, NodeLabel.IP, NodeLabel.ADDRESS, NodeLabel.CARD}
+    {
+        NodeLabel.DOCUMENT, NodeLabel.EMAIL, NodeLabel.PHONE, NodeLabel.IP, NodeLabel.ADDRESS, NodeLabel.CARD,
+        NodeLabel.FINGERPRINT,
+    }
 )
 
 # Properties each label may carry beyond the bookkeeping ones (id, first_seen, last_seen,
@@ -79,4 +88,5 @@ NODE_PROPERTIES: dict[NodeLabel, tuple[str, ...]] = {
     NodeLabel.IP: ("version", "masked"),
     NodeLabel.ADDRESS: ("country", "masked"),
     NodeLabel.CARD: ("masked",),
+    NodeLabel.FINGERPRINT: (),
 }

@@ -64,6 +64,7 @@ NODE_FACTS = (
     NodeFacts(NodeLabel.ADDRESS, (_ONBOARDING,), "address", {"country": "country", "masked": "address_masked"}),
     NodeFacts(NodeLabel.MERCHANT, (_PAYMENT,), "merchant_id", {"category": "merchant_category"}),
     NodeFacts(NodeLabel.CARD, (_PAYMENT,), "card", {"masked": "card_masked"}),
+    NodeFacts(NodeLabel.FINGERPRINT, (_ONBOARDING, _LOGIN), "device_fp"),
 )  # fmt: skip
 EDGE_FACTS = (
     EdgeFacts(RelType.USED_DEVICE, (_ONBOARDING, _LOGIN), "user_id", "device_id"),
@@ -75,6 +76,7 @@ EDGE_FACTS = (
     EdgeFacts(RelType.PAID, (_PAYMENT,), "user_id", "merchant_id", "amount"),
     EdgeFacts(RelType.TRANSFERRED_TO, (_PAYMENT,), "user_id", "counterparty_id", "amount"),
     EdgeFacts(RelType.USED_CARD, (_PAYMENT,), "user_id", "card"),
+    EdgeFacts(RelType.USED_FINGERPRINT, (_ONBOARDING, _LOGIN), "user_id", "device_fp"),
 )
 
 

@@ -58,7 +58,8 @@ PLAIN_PREFIX = {"User": "u:", "Device": "d:", "Merchant": "m:"}
 LABEL_OF_PREFIX = {v: k for k, v in PLAIN_PREFIX.items()}
 # Parameter of cypher/serving/console_node_users.cypher per label.
 EXPAND_PARAM = {"Device": "device", "IP": "ip", "Document": "document", "Email": "email", "Phone": "phone",
-                "Address": "address", "Card": "card", "Merchant": "merchant"}  # fmt: skip
+                "Address": "address", "Card": "card", "Merchant": "merchant",
+                "Fingerprint": "fingerprint"}  # fmt: skip
 
 
 # --- response models ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ NOT_EVIDENCE = frozenset({"PAID", "MEMBER_OF"})
 PLAIN_ID_LABELS = frozenset({"Device", "Merchant", "User"})
 LABEL_WORDS = {
     "Email": "email address", "Phone": "phone number", "Document": "identity document", "IP": "IP address",
-    "Address": "postal address", "Card": "card",
+    "Address": "postal address", "Card": "card", "Fingerprint": "device fingerprint",
 }  # fmt: skip
 SHOWN_OTHERS = 10
 EVIDENCE_REASONS = 3

@@ -17,11 +17,14 @@ OPTIONAL MATCH (n5:Phone {id: $phone})<-[r5:HAS_PHONE]-(u5:User)
 WITH a1, c1, a2, c2, a3, c3, a4, c4, collect({rel: 'HAS_PHONE', node: n5.id, node_events: n5.event_count, node_first: n5.first_seen, user: u5.id, linked_at: r5.first_seen}) AS a5, count(u5) AS c5
 OPTIONAL MATCH (n6:Address {id: $address})<-[r6:LIVES_AT]-(u6:User)
 WITH a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, collect({rel: 'LIVES_AT', node: n6.id, node_events: n6.event_count, node_first: n6.first_seen, user: u6.id, linked_at: r6.first_seen}) AS a6, count(u6) AS c6
-WITH a1[0..$limit] + a2[0..$limit] + a3[0..$limit] + a4[0..$limit] + a5[0..$limit] + a6[0..$limit] AS links,
-     c1, c2, c3, c4, c5, c6
+OPTIONAL MATCH (n7:Fingerprint {id: $fingerprint})<-[r7:USED_FINGERPRINT]-(u7:User)
+WITH a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, collect({rel: 'USED_FINGERPRINT', node: n7.id, node_events: n7.event_count, node_first: n7.first_seen, user: u7.id, linked_at: r7.first_seen}) AS a7, count(u7) AS c7
+WITH a1[0..$limit] + a2[0..$limit] + a3[0..$limit] + a4[0..$limit] + a5[0..$limit] + a6[0..$limit] + a7[0..$limit] AS links,
+     c1, c2, c3, c4, c5, c6, c7
 UNWIND links AS link
-WITH link, c1, c2, c3, c4, c5, c6 WHERE link.user IS NOT NULL
+WITH link, c1, c2, c3, c4, c5, c6, c7 WHERE link.user IS NOT NULL
 RETURN link.rel AS rel, link.node AS node, link.node_events AS node_events, link.node_first AS node_first,
        link.user AS user, link.linked_at AS linked_at,
        CASE link.rel WHEN 'USED_DEVICE' THEN c1 WHEN 'USED_IP' THEN c2 WHEN 'HAS_DOCUMENT' THEN c3
-                     WHEN 'HAS_EMAIL' THEN c4 WHEN 'HAS_PHONE' THEN c5 ELSE c6 END AS rel_users
+                     WHEN 'HAS_EMAIL' THEN c4 WHEN 'HAS_PHONE' THEN c5 WHEN 'LIVES_AT' THEN c6
+                     ELSE c7 END AS rel_users

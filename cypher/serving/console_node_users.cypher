@@ -23,6 +23,9 @@ WITH links + more AS links
 OPTIONAL MATCH (n7:Card {id: $card})<-[r7:USED_CARD]-(u7:User)
 WITH links, collect({rel: 'USED_CARD', user: u7.id, count: r7.count, first_seen: r7.first_seen, last_seen: r7.last_seen, amount: null}) AS more
 WITH links + more AS links
+OPTIONAL MATCH (n9:Fingerprint {id: $fingerprint})<-[r9:USED_FINGERPRINT]-(u9:User)
+WITH links, collect({rel: 'USED_FINGERPRINT', user: u9.id, count: r9.count, first_seen: r9.first_seen, last_seen: r9.last_seen, amount: null}) AS more
+WITH links + more AS links
 OPTIONAL MATCH (n8:Merchant {id: $merchant})<-[r8:PAID]-(u8:User)
 WITH links, collect({rel: 'PAID', user: u8.id, count: r8.count, first_seen: r8.first_seen, last_seen: r8.last_seen, amount: r8.amount_total}) AS more
 WITH links + more AS links

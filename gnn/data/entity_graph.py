@@ -41,7 +41,7 @@ HOUR_MS = 3_600_000
 WINDOWS_MS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * 24 * HOUR_MS}
 IDENTIFIER_RELS = (
     RelType.USED_DEVICE, RelType.HAS_DOCUMENT, RelType.HAS_PHONE, RelType.HAS_EMAIL,
-    RelType.USED_IP, RelType.LIVES_AT, RelType.USED_CARD,
+    RelType.USED_IP, RelType.LIVES_AT, RelType.USED_CARD, RelType.USED_FINGERPRINT,
 )  # fmt: skip
 EDGE_ATTR_NAMES = (
     "age_first_h", "age_last_h", "events", "dst_velocity_1h", "dst_velocity_24h", "dst_velocity_7d",
@@ -52,6 +52,7 @@ VELOCITY_RELS = (
     RelType.HAS_PHONE,
     RelType.USED_IP,
     RelType.LIVES_AT,
+    RelType.USED_FINGERPRINT,
 )
 
 
