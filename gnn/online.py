@@ -116,9 +116,7 @@ def warm_store_plans(store: GraphStore, max_links: int = 500) -> None:
     a busy host, and the first applicant after a start was answered 503.
     """
     none = "graphrisk-warm-up:no-such-id"
-    store_links(
-        store, dict.fromkeys(APPLICANT_IDENTIFIERS.values(), none), max_links
-    )
+    store_links(store, dict.fromkeys(APPLICANT_IDENTIFIERS.values(), none), max_links)
     store.read("serving/user_links", id=none, rels=[r.value for r in APPLICANT_IDENTIFIERS], limit=max_links)
 
 

@@ -71,7 +71,12 @@ PAYMENT_RELS: frozenset[RelType] = frozenset({RelType.PAID, RelType.TRANSFERRED_
 # Identifier labels whose ids are keyed hashes of sensitive values.
 PSEUDONYMOUS_LABELS: frozenset[NodeLabel] = frozenset(
     {
-        NodeLabel.DOCUMENT, NodeLabel.EMAIL, NodeLabel.PHONE, NodeLabel.IP, NodeLabel.ADDRESS, NodeLabel.CARD,
+        NodeLabel.DOCUMENT,
+        NodeLabel.EMAIL,
+        NodeLabel.PHONE,
+        NodeLabel.IP,
+        NodeLabel.ADDRESS,
+        NodeLabel.CARD,
         NodeLabel.FINGERPRINT,
     }
 )
