@@ -5,7 +5,8 @@ Two halves:
 * :func:`save_card_inputs` runs at registration (``graphrisk train --events``) and keeps, in
   ``<version>/card_inputs/``, what the card needs and the registry does not store: the held-out
   scores of each decision point (user, decision time, calibrated score, label, typology, segment
-  columns) and a ``training.json`` (event window, cut-off, label sources and counts, label delay).
+  columns) on a held-out period of its own (:func:`evaluation_rows`: not the rows that chose early
+  stopping or thresholds) and a ``training.json`` (event window, cut-off, label sources and counts, label delay).
 * :func:`write_model_card` reads those, the version's ``meta.json`` and the registry's promotion
   history, and writes ``MODEL_CARD.md``, ``card.json`` (every number in the card) and the PNGs.
 
@@ -107,6 +108,90 @@ def heldout_indices(
     return order[len(order) - n_val :]
 
 
+# The card's own held-out period: the latest share of the rows the served model could use.
+CARD_HOLDOUT_FRACTION = 0.2
+# Fewest fraud and honest rows a period needs for the card to measure on it.
+MIN_CLASS_ROWS = 2
+
+
+def evaluation_rows(
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    decided: np.ndarray,
+    onboarded: np.ndarray,
+    end_ms: int,
+    holdout_fraction: float = CARD_HOLDOUT_FRACTION,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Rows and scores the card measures a decision-point model on: a period that chose neither
+    its early stopping, nor its calibration, nor its thresholds.
+
+    In order of preference:
+
+    1. ``served_after_cutoff``: rows decided after the model's cut-off (up to ``end_ms``, the
+       history's end) whose labels are known by ``end_ms``, scored by the served model (a
+       challenger fitted before the latest labelled period has them).
+    2. ``evaluation_twin``: the model is fitted at the history's end, so no later row exists. The
+       same fit (:func:`gnn.decision_models.fit_decision_model`, same options and label delay) is
+       repeated at an earlier cut-off, the start of the latest ``holdout_fraction`` of the rows the
+       served model could use; that twin trains, stops early, calibrates and sets thresholds on the
+       rows before it, and is scored on the held-out slice (labels known by the served cut-off).
+       The figures estimate the fitting procedure's performance on unseen data, the served model
+       being the same procedure refitted with that slice.
+    3. ``validation_fallback``: too few labels for a twin; the fit's own validation rows, which
+       chose early stopping and thresholds (optimistic; the card says so).
+
+    Returns:
+        ``(row indices, calibrated scores, info)``; ``info`` has ``kind``, ``from_ms``, ``to_ms``
+        (the period), and for a twin its cut-off, boosting rounds and thresholds.
+    """
+    from gnn.decision_models import NotEnoughLabelsError, fit_decision_model, known_by
+
+    delay = model.label_delay_h
+    after = (decided >= model.cutoff_ms) & (decided < end_ms) & (y >= 0) & known_by(onboarded, end_ms, delay)
+    idx = np.flatnonzero(after)
+    if (y[idx] == 1).sum() >= MIN_CLASS_ROWS and (y[idx] == 0).sum() >= MIN_CLASS_ROWS:
+        return idx, model.predict(x[idx]), {
+            "kind": "served_after_cutoff", "from_ms": int(model.cutoff_ms), "to_ms": int(decided[idx].max()) + 1,
+            "labels_known_by_ms": int(end_ms),
+        }  # fmt: skip
+    usable = (decided < model.cutoff_ms) & (y >= 0) & known_by(onboarded, model.cutoff_ms, delay)
+    order = np.flatnonzero(usable)
+    order = order[np.argsort(decided[order], kind="stable")]
+    n_hold = int(len(order) * holdout_fraction)
+    if n_hold:
+        twin_cutoff = int(decided[order[len(order) - n_hold]])
+        held = order[decided[order] >= twin_cutoff]
+        try:
+            twin = fit_decision_model(
+                model.point, x, y, decided, onboarded, twin_cutoff, list(model.feature_names), model.options,
+                label_delay_h=delay,
+            )  # fmt: skip
+        except NotEnoughLabelsError:
+            twin = None
+        if (
+            twin is not None
+            and (y[held] == 1).sum() >= MIN_CLASS_ROWS
+            and (y[held] == 0).sum() >= MIN_CLASS_ROWS
+        ):
+            return held, twin.predict(x[held]), {
+                "kind": "evaluation_twin", "from_ms": twin_cutoff, "to_ms": int(model.cutoff_ms),
+                "twin_cutoff_ms": twin_cutoff, "twin_rounds": float(twin.metrics.get("rounds", 0)),
+                "twin_review_threshold": twin.review_threshold, "twin_block_threshold": twin.block_threshold,
+                "labels_known_by_ms": int(model.cutoff_ms),
+            }  # fmt: skip
+    val = heldout_indices(decided, y, onboarded, model.cutoff_ms, delay)
+    if "val_rows" in model.metrics and len(val) != int(model.metrics["val_rows"]):
+        raise RuntimeError(
+            f"{model.point}: held-out rows {len(val)} != the fit's {model.metrics['val_rows']}"
+        )
+    span = decided[val] if len(val) else np.array([model.cutoff_ms])
+    return val, model.predict(x[val]), {
+        "kind": "validation_fallback", "from_ms": int(span.min()), "to_ms": int(model.cutoff_ms),
+        "labels_known_by_ms": int(model.cutoff_ms),
+    }  # fmt: skip
+
+
 def _segment_columns(clean: Any) -> pd.DataFrame:
     """Per user, segment values read from its first onboarding event (``user_id`` index)."""
     names = [c for c in SEGMENT_SOURCES.values() if c in clean.column_names]
@@ -151,18 +236,21 @@ def save_card_inputs(
     out.mkdir(parents=True, exist_ok=True)
     label_of = labels.drop_duplicates("user_id", keep="last").set_index("user_id")
     segments = _segment_columns(clean_events)
+    end_ms = int(clean_events.column("time").to_numpy().max()) + 1
     parts = []
+    evaluation: dict[str, dict[str, Any]] = {}
     for point, model in models.items():
         x, users, decided = rows[point].arrays()
         y = label_of["is_fraud"].reindex(users).fillna(-1).to_numpy(np.int64)
         onboarded = onboarding_times(onboarded_at, users)
-        val = heldout_indices(decided, y, onboarded, model.cutoff_ms, model.label_delay_h)
-        if "val_rows" in model.metrics and len(val) != int(model.metrics["val_rows"]):
-            raise RuntimeError(f"{point}: held-out rows {len(val)} != the fit's {model.metrics['val_rows']}")
+        val, scores, info = evaluation_rows(model, x, y, decided, onboarded, end_ms)
+        evaluation[point] = info
         part = pd.DataFrame({
             "point": point, "user_id": users[val], "decided_ms": decided[val],
-            "score": model.predict(x[val]), "is_fraud": y[val],
+            "score": scores, "is_fraud": y[val],
         })  # fmt: skip
+        part["evaluation"] = info["kind"]
+        part["eval_from_ms"], part["eval_to_ms"] = info["from_ms"], info["to_ms"]
         part["typology"] = (
             label_of["typology"].reindex(users[val]).to_numpy(object) if "typology" in label_of else None
         )
@@ -197,6 +285,7 @@ def save_card_inputs(
         "label_delay_h": _delay(models),
         "labels": counts,
         "label_sources": dict(label_sources or {}),
+        "evaluation": evaluation,
         "points": {
             p: {
                 "rows": int(rows[p].arrays()[0].shape[0]),
@@ -647,18 +736,38 @@ def _features_section(meta: Any, card: dict[str, Any]) -> list[str]:
     return md
 
 
+EVALUATION_TEXT = {
+    "served_after_cutoff": "the served model itself on rows decided after its cut-off, which it never "
+    "read (labels known by the history's end)",
+    "evaluation_twin": "an evaluation twin: the same fit repeated at the period's start, so that its "
+    "training, early stopping, calibration and thresholds read only earlier rows; the served model is "
+    "that procedure refitted with the period",
+    "validation_fallback": "the fit's validation rows (too few labels for a period of their own): the "
+    "same rows chose early stopping, calibration and thresholds, so the figures are optimistic",
+}
+
+
 def _evaluation_note(heldout: pd.DataFrame) -> str:
-    span = ""
-    if len(heldout):
-        span = f" ({_utc(heldout['decided_ms'].min())} to {_utc(heldout['decided_ms'].max())})"
-    return (
-        "Measured on each decision point's **held-out period**: the latest 30 % of rows decided before "
-        f"the cut-off{span}, scored by the served booster, which never trained on them. The same period "
-        "chose early stopping, calibration and thresholds, so the figures are somewhat optimistic; "
-        "`graphrisk backtest` replays later periods with refits. Intervals: 95 % bootstrap over users "
-        f"({BOOTSTRAP_RESAMPLES} resamples, seeded; a user's rows move together). Each typology's "
-        "figures compare its members with every honest row."
-    )
+    """Which period, measured how, per decision point (the moment each figure measures)."""
+    lines = []
+    for point in POINTS:
+        part = heldout[heldout["point"] == point] if len(heldout) else heldout
+        if not len(part):
+            continue
+        if "evaluation" in part:
+            kind = str(part["evaluation"].iloc[0])
+            lo, hi = part["eval_from_ms"].iloc[0], part["eval_to_ms"].iloc[0]
+        else:  # inputs saved before the card had a period of its own
+            kind, lo, hi = "validation_fallback", part["decided_ms"].min(), part["decided_ms"].max()
+        lines.append(f"- **{point}** ({MOMENT[point]}): held-out period {_utc(lo)} to {_utc(hi)}, "
+                     f"{len(part):,} rows; measured on {EVALUATION_TEXT.get(kind, kind)}.")  # fmt: skip
+    return "\n".join([
+        "Measured on each decision point's **own held-out period**, not used for early stopping or "
+        "threshold choice where labels allow (`graphrisk backtest` replays later periods with refits):",
+        "", *lines, "",
+        f"Intervals: 95 % bootstrap over users ({BOOTSTRAP_RESAMPLES} resamples, seeded; a user's rows "
+        "move together). Each typology's figures compare its members with every honest row.",
+    ])  # fmt: skip
 
 
 def _performance_section(
@@ -760,8 +869,9 @@ def _calibration_section(heldout: pd.DataFrame, out: Path, card: dict[str, Any])
     fig.savefig(path, dpi=110)
     plt.close(fig)
     card.setdefault("figures", {})["calibration"] = path.name
-    return [*md, "Platt scaling fitted on the held-out period; reliability diagram over the same rows "
-            "(points near the diagonal: a score of 0.3 means about 30 % fraud).", "", *lines, "",
+    return [*md, "Platt scaling fitted on rows before the card's held-out period (on the period itself only in "
+            "the validation fallback); reliability diagram over the held-out rows (points near the "
+            "diagonal: a score of 0.3 means about 30 % fraud).", "", *lines, "",
             f"![Reliability diagram]({path.name})", ""]  # fmt: skip
 
 

@@ -137,6 +137,19 @@ def test_card_has_every_section_with_real_numbers(trained: dict[str, Any]) -> No
     named = [f for f in second.feature_names if f"`{f}`" in md]
     assert len(named) <= 5, named[:10]  # only names that are families too (``clustering``)
 
+    # The figures come from a period of their own, held out from early stopping and thresholds: an
+    # evaluation twin fitted at the period's start (the version is fitted at the history's end).
+    training = json.loads((registry.root / second.version / INPUTS_DIR / "training.json").read_text())
+    heldout = pd.read_parquet(registry.root / second.version / INPUTS_DIR / "heldout.parquet")
+    for point in ("onboarding", "refresh"):
+        ev = training["evaluation"][point]
+        assert ev["kind"] == "evaluation_twin" and ev["from_ms"] == ev["twin_cutoff_ms"] < ev["to_ms"]
+        assert ev["to_ms"] == training["cutoff_ms"]
+        rows = heldout[heldout["point"] == point]
+        assert rows["decided_ms"].min() >= ev["from_ms"] and rows["decided_ms"].max() < ev["to_ms"]
+        assert f"- **{point}** (at {point}" in md
+    assert md.count("measured on an evaluation twin") == 2 and "held-out period 2026-" in md
+
     # Per decision point and typology, with intervals holding their estimate.
     for point in ("onboarding", "refresh"):
         perf = card["performance"][point]

@@ -356,15 +356,22 @@ def test_metrics_textfile_and_html_report(tmp_path: Path, cfg: Settings) -> None
     cur[:, 0] += 1.5
     skew = compare_rows(pd.DataFrame(cur, columns=names), pd.DataFrame(x, columns=names))
     res = monitor_rows(ref, cfg, cur, names, rng.beta(1.5, 10, 2000), skew=skew)
-    assert res.alarmed("feature_psi") == {"deg_used_device"} and res.alarmed("skew") == {"deg_used_device"}
+    # Skew alarms name their comparison (a bare SkewReport is the "served" one).
+    assert res.alarmed("feature_psi") == {"deg_used_device"} and res.alarmed("skew") == {
+        "served:deg_used_device"
+    }
     prom = export_metrics(res, tmp_path / "metrics" / "monitor.prom").read_text()
     assert 'graphrisk_feature_psi{family="degree",feature="deg_used_device",point="refresh"}' in prom
     assert 'graphrisk_monitor_alarms{kind="feature_psi",point="refresh"} 1.0' in prom
-    assert "graphrisk_score_psi" in prom and "graphrisk_skew_mismatch_rate" in prom
+    assert "graphrisk_score_psi" in prom
+    assert (
+        'graphrisk_skew_mismatch_rate{comparison="served",feature="deg_used_device",point="refresh"} 1.0'
+        in prom
+    )
     history = [res.summary(), res.summary()]
     html = write_report(res, tmp_path / "report", history).read_text()
     assert "deg_used_device" in html and "feature_drift.png" in html
-    for png in ("feature_drift.png", "family_drift.png", "scores.png", "history.png", "skew.png"):
+    for png in ("feature_drift.png", "family_drift.png", "scores.png", "history.png", "skew-served.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
 
 
