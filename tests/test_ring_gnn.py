@@ -28,6 +28,7 @@ from gnn.rings.model import (
     ring_inputs,
     train_ring_model,
 )
+from gnn.rings.run import find_rings
 from gnn.rings.subgraph_gnn import (
     EDGE_DIM,
     EDGE_RELS,
@@ -210,6 +211,7 @@ def farm_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_device_farm_of_300_is_one_candidate_and_scored(farm_world: Path, tmp_path: Path) -> None:
     settings = load_settings(environment="test")
     labels = pd.read_parquet(farm_world / "labels/users.parquet")
@@ -234,3 +236,22 @@ def test_device_farm_of_300_is_one_candidate_and_scored(farm_world: Path, tmp_pa
     assert score >= model.threshold
     graphs = build_ring_graphs(cand, nodes, edges)
     assert graphs[farm_cluster].member.sum() == len(cand.members[farm_cluster])
+
+
+@pytest.mark.slow
+def test_find_rings_trains_saves_and_serves_a_combined_ring_model(tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    generate(world, users=4000, seed=31, days=10)
+    settings = load_settings(environment="test").model_copy(update={"data_dir": tmp_path / "data"})
+    tables = snapshot_tables(world / "events", settings)
+    labels = pd.read_parquet(world / "labels/users.parquet")
+    reg = tmp_path / "reg"
+    trained = find_rings(settings, None, labels=labels, tables=tables, registry_dir=reg, now_ms=1_000,
+                         ring_method="combined")  # fmt: skip
+    assert GNN_COLUMN in RingModel.load(reg / "model.pkl").feature_names
+    assert "gnn_oof_auprc" in trained.model_metrics
+    # Scoring with the saved model (no labels) builds the subgraphs for its GNN column and passes
+    # the input check (the reference was fitted with that column).
+    served = find_rings(settings, None, tables=tables, registry_dir=reg, now_ms=2_000)
+    assert not served.input_check.get("refuse", False)
+    assert served.flagged == trained.flagged and served.kept == trained.kept

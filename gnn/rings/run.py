@@ -9,11 +9,17 @@ default 0.1) become rings: the registry, stable ids and ``Ring`` nodes cover tho
 candidates are households and friend groups scoring near 0; writing them all made ~134k
 ``Ring`` nodes at 1M users. A ring whose cluster falls below the bar is closed like a ring
 that disappeared. Quality figures are computed over every candidate.
+
+The ring model's method (:func:`gnn.rings.model.fit_ring_model`) is ``ring_method`` or, when
+not given, ``GRAPHRISK_RING_METHOD`` (``trees``, the default; ``combined``: the ring subgraph
+GNN's logit as a tree column; ``auto``: validation decides). A saved combined model carries its
+GNN, and scoring builds the clusters' subgraphs for it; a trees model does not.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,7 +33,7 @@ from gnn.rings.candidates import Candidates, ClusterConfig, find_candidates
 from gnn.rings.evaluate import evaluate_rings
 from gnn.rings.features import cluster_features
 from gnn.rings.identity import CLOSED_STATUSES, RING_COLUMNS, RingRegistry, assign_ids, parents_of
-from gnn.rings.model import RingModel, cluster_labels, train_ring_model
+from gnn.rings.model import RingModel, cluster_labels, fit_ring_model, ring_inputs
 from graphrisk.config import Settings
 from graphrisk.graph_schema import NodeLabel, RelType
 from graphrisk.store import GraphStore
@@ -80,6 +86,7 @@ def find_rings(
     config: ClusterConfig | None = None,
     tables: tuple[dict[NodeLabel, pd.DataFrame], dict[RelType, pd.DataFrame]] | None = None,
     now_ms: int | None = None,
+    ring_method: str | None = None,
 ) -> RingReport:
     """Find, score and persist fraud rings of the current snapshot.
 
@@ -94,6 +101,8 @@ def find_rings(
         config: Candidate-cluster settings.
         tables: Snapshot tables to use instead of reading ``settings.snapshot_dir``.
         now_ms: This run's time (default: now), recorded as first/last seen.
+        ring_method: How a ring model is trained (``trees``, ``combined``, ``auto``); default
+            ``GRAPHRISK_RING_METHOD`` or ``trees``.
 
     Raises:
         FileNotFoundError: no labels and no saved ring model.
@@ -112,11 +121,19 @@ def find_rings(
     model_path = reg_dir / MODEL_FILE
     if labels is not None:
         version = time.strftime("rings-%Y%m%d%H%M%S", time.gmtime(now / 1000))
-        model = train_ring_model(feats, cluster_labels(cand, labels), version=version)
+        method = ring_method or os.environ.get("GRAPHRISK_RING_METHOD", "trees")
+        graphs = None
+        if method != "trees":
+            from gnn.rings.subgraph_gnn import build_ring_graphs
+
+            graphs = build_ring_graphs(cand, nodes, edges, scores)
+        model = fit_ring_model(feats, cluster_labels(cand, labels), graphs, method=method, version=version)
+        feats = ring_inputs(model, feats, cand, nodes, edges, scores, graphs)
         model.save(model_path)
         fit_ring_reference(feats[model.feature_names], version).save(reg_dir / REFERENCE_FILE)
     elif model_path.exists():
         model = RingModel.load(model_path)
+        feats = ring_inputs(model, feats, cand, nodes, edges, scores)
     else:
         raise FileNotFoundError(f"no ring model at {model_path}; run once with labels to train one")
     ring_scores = model.predict(feats)
