@@ -93,9 +93,13 @@ ENTITY_OVERRIDES: dict[str, dict[str, Any]] = {
 def device_kwargs(name: str, device: str | None) -> dict[str, Any]:
     """``{"device": device}`` for a model that takes one (the GNNs), else nothing."""
     cls = MODELS.get(name.lower())
-    if device is not None and cls is not None and "device" in inspect.signature(cls.__init__).parameters:
-        return {"device": device}
-    return {}
+    if device is None or cls is None:
+        return {}
+    # Through the class hierarchy: a subclass may pass its arguments on as **kwargs.
+    takes = any(
+        "device" in inspect.signature(k.__init__).parameters for k in cls.__mro__ if "__init__" in vars(k)
+    )
+    return {"device": device} if takes else {}
 
 
 def candidate_kwargs(name: str, device: str | None = None) -> dict[str, Any]:

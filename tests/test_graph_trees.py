@@ -21,6 +21,7 @@ from gnn.models.hetero_sage import HeteroSAGE
 from gnn.models.train import raw_edges
 from gnn.online_features import IdentifierLinks, star_dataset
 from gnn.sampling import CSRGraph
+from gnn.training import candidate_kwargs, device_kwargs, serving_gaps
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from tests.test_gnn_models import planted_graph
 
@@ -322,6 +323,11 @@ def test_device_option_and_moving_a_fitted_scorer(fitted: GraphTreesScorer, plan
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             resolve_device("cuda")
+    # --device reaches the GNNs (through subclasses' **kwargs too), not the trees.
+    assert device_kwargs("sage", "cuda") == device_kwargs("gnn+gbdt", "cuda") == {"device": "cuda"}
+    assert device_kwargs("gbdt", "cuda") == {} and device_kwargs("sage", None) == {}
+    assert candidate_kwargs("gnn+gbdt", "cpu")["device"] == "cpu"
+    assert not serving_gaps(make_model("gnn+gbdt", **candidate_kwargs("gnn+gbdt")))  # production variant
     before = fitted.predict_proba(planted)
     assert move_scorer(fitted, "cpu") is fitted
     assert next(fitted.gnn_.module_.parameters()).device.type == "cpu"
