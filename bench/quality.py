@@ -109,6 +109,9 @@ def candidates(
     return {n: table[n] for n in names}
 
 
+AMLSIM_SETS = ("20K_cycle200", "20K_fanin200", "20K_fanin200cycle200")
+
+
 def load_synthetic(users: int, seeds: list[int], days: int = 7) -> NodeDataset:
     """A synthetic world's entity graph at the end of its window (users, identifiers, merchants,
     every relation with its edge times), labelled users split 60/20/20 per seed."""
@@ -141,6 +144,7 @@ def load_all(
     masks: int = 10,
     spectral_dims: int = TOLOKERS_SPECTRAL_DIMS,
     synthetic_users: int = 5000,
+    amlsim_sets: tuple[str, ...] = AMLSIM_SETS,
 ) -> list[NodeDataset]:
     """The benchmark datasets, each with ``seeds`` splits (Tolokers: its first ``masks`` masks)."""
     out = []
@@ -154,7 +158,7 @@ def load_all(
         d.splits = d.splits[:masks]
         out.append(d)
     if "amlsim" in which:
-        for sub in ("20K_cycle200", "20K_fanin200", "20K_fanin200cycle200"):
+        for sub in amlsim_sets:
             out.append(load_amlsim(data_dir / "amlsim" / sub, seeds=s))
     return out
 
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--datasets", default="sffsd,tolokers,amlsim", help="also: synthetic")
     parser.add_argument("--synthetic-users", type=int, default=5000, help="synthetic world's users")
+    parser.add_argument("--amlsim-sets", default=",".join(AMLSIM_SETS), help="which AMLSim 20K sets")
     parser.add_argument(
         "--models", default="logreg,gbdt", help="comma list: logreg,gbdt,stack,sage,bwgnn,gnn+gbdt"
     )
@@ -199,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args.tolokers_masks,
         args.tolokers_spectral_dims,
         args.synthetic_users,
+        tuple(args.amlsim_sets.split(",")),
     ):
         t0 = time.perf_counter()
         report = evaluate_dataset(
