@@ -251,6 +251,8 @@ def save_card_inputs(
         })  # fmt: skip
         part["evaluation"] = info["kind"]
         part["eval_from_ms"], part["eval_to_ms"] = info["from_ms"], info["to_ms"]
+        part["twin_review_threshold"] = info.get("twin_review_threshold", np.nan)
+        part["twin_block_threshold"] = info.get("twin_block_threshold", np.nan)
         part["typology"] = (
             label_of["typology"].reindex(users[val]).to_numpy(object) if "typology" in label_of else None
         )
@@ -553,6 +555,15 @@ def _thresholds(meta: Any, point: str) -> dict[str, float]:
     return out
 
 
+def _eval_thresholds(meta: Any, frame: pd.DataFrame, point: str) -> dict[str, float]:
+    """The thresholds the held-out scores are banded with: an evaluation twin's own (its scores
+    are its calibration's: the served thresholds belong to another fit), else the served ones."""
+    if "twin_block_threshold" in frame and len(frame) and frame["twin_block_threshold"].notna().any():
+        return {"review": float(frame["twin_review_threshold"].iloc[0]),
+                "block": float(frame["twin_block_threshold"].iloc[0])}  # fmt: skip
+    return _thresholds(meta, point)
+
+
 def write_model_card(
     registry: Any,
     version: str,
@@ -784,7 +795,7 @@ def _performance_section(
     card["performance"] = {}
     for point in [p for p in POINTS if p in set(heldout["point"])]:
         frame = heldout[heldout["point"] == point]
-        thresholds = _thresholds(meta, point)
+        thresholds = _eval_thresholds(meta, frame, point)
         md += [f"### Measured {MOMENT[point]}", "",
                "| group | rows | fraud | AUPRC [95 % CI] | AUROC [95 % CI] | recall at block [95 % CI] |",
                "|---|---|---|---|---|---|"]  # fmt: skip
@@ -893,8 +904,9 @@ def _thresholds_section(
                 md.append(f"- {point}: " + ", ".join(f"{k} >= {v:.4f}" for k, v in t.items()))
         return [*md, "", "No held-out scores were stored: volumes and precision are not available.", ""]
     md += [
-        "Alerts are `score >= threshold`: **block** targets the configured precision on the held-out "
-        "period; **review** sits under it, sized by the review capacity. Volumes are shares of "
+        "Alerts are `score >= threshold`: **block** targets the configured precision on the fit's "
+        "validation rows (before the card's held-out period); **review** sits under it, sized by the "
+        "review capacity. Volumes are shares of "
         "decisions at that moment on the held-out period, per 1,000 decisions and per day of the "
         "period. Precision and recall with 95 % bootstrap intervals over users.",
         "",
@@ -905,7 +917,7 @@ def _thresholds_section(
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     for ax, point in zip(axes[0], POINTS, strict=True):
         frame = heldout[heldout["point"] == point]
-        thresholds = _thresholds(meta, point)
+        thresholds = _eval_thresholds(meta, frame, point)
         if frame.empty or not thresholds:
             ax.set_visible(False)
             continue
@@ -920,6 +932,9 @@ def _thresholds_section(
                 "per_day": flagged / days, "precision": vars(est[f"precision@{name}"]),
                 "recall": vars(est[f"recall@{name}"]),
             }  # fmt: skip
+            served = _thresholds(meta, point).get(name)
+            if served is not None and abs(served - t) > 1e-12:
+                card["thresholds"][point][name]["served_threshold"] = served
             md.append(f"| {point} | {name} | {t:.4f} | {share.text('.4f')} | {1000 * share.point:.1f} | "
                       f"{flagged / days:.1f} | {est[f'precision@{name}'].text()} | {est[f'recall@{name}'].text()} |")  # fmt: skip
         _threshold_plot(ax, frame, thresholds, point)
@@ -928,6 +943,13 @@ def _thresholds_section(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     card.setdefault("figures", {})["thresholds"] = path.name
+    twins = {p: _thresholds(meta, p) for p in POINTS if p in card["thresholds"]
+             and _eval_thresholds(meta, heldout[heldout["point"] == p], p) != _thresholds(meta, p)}  # fmt: skip
+    if twins:
+        md += ["", "Where the figures come from an evaluation twin, the rows above are at the twin's own "
+               "thresholds (chosen by the same rule on its earlier rows: its scores are its calibration's). "
+               "The served thresholds: " + "; ".join(f"{p}: " + ", ".join(f"{k} >= {v:.4f}" for k, v in t.items())
+                                                    for p, t in twins.items()) + "."]  # fmt: skip
     md += ["", "The review band alone (`review <= score < block`) adds the difference between the two "
            "rows of a moment. Refresh volumes count rows of the users sampled for training "
            "(a share of the book each day); scale per 1,000 decisions to the book scored.", "",
@@ -985,7 +1007,7 @@ def _segments_section(
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for point in POINTS:
         rows = frame[frame["point"] == point]
-        block = _thresholds(meta, point).get("block")
+        block = _eval_thresholds(meta, rows, point).get("block")
         for seg in segments:
             if seg == "account_age" and point == "onboarding":
                 continue
@@ -1017,7 +1039,7 @@ def _point_metrics(heldout: pd.DataFrame, meta: Any) -> dict[str, dict[str, floa
         y = frame["is_fraud"].to_numpy(np.int64)
         s = frame["score"].to_numpy(np.float64)
         m = {k: float(v[0]) for k, v in ranking_metrics(y, s, np.ones((1, len(y)))).items()}
-        block = _thresholds(meta, point).get("block")
+        block = _eval_thresholds(meta, frame, point).get("block")
         if block is not None:
             f = flag_metrics(y, s >= block, np.ones((1, len(y))))
             m |= {"precision_at_block": float(f["precision"][0]), "recall_at_block": float(f["recall"][0]),

@@ -167,10 +167,18 @@ def test_card_has_every_section_with_real_numbers(trained: dict[str, Any]) -> No
     for point in ("onboarding", "refresh"):
         th = card["thresholds"][point]
         assert set(th) == {"review", "block"}
-        assert th["review"]["per_1000"] >= th["block"]["per_1000"] > 0
+        # On a period no threshold was chosen on, the small world's block band may flag nobody
+        # (onboarding: 3 fraud in about 260 rows): precision is then undefined, not made up.
+        assert th["review"]["per_1000"] >= th["block"]["per_1000"] >= 0
         assert th["review"]["per_day"] > 0
-        p = th["block"]["precision"]
-        assert p["low"] <= p["point"] <= p["high"]
+        for band in ("review", "block"):
+            p = th[band]["precision"]
+            if th[band]["per_1000"] > 0:
+                assert p["low"] <= p["point"] <= p["high"]
+            else:
+                assert p["point"] is None or not np.isfinite(p["point"])
+        # The twin's own thresholds band its scores; the served ones are kept beside them.
+        assert th["block"]["served_threshold"] != th["block"]["threshold"]
 
     # Calibration curve and the other charts: PNG files, non-empty.
     for name in ("calibration.png", "performance_by_typology.png", "thresholds.png"):
