@@ -68,6 +68,10 @@ def main() -> None:
     log = read_event_log(events, [q.path for q in discover_partitions(events)], load_settings())
     t2 = time.perf_counter()
     labels = pd.read_parquet(world / "labels" / "users.parquet")
+    rings = pd.read_parquet(world / "labels" / "rings.parquet")
+    if "burst_start" in rings:
+        # The planted burst start, so "flagged before the burst" counts from the truth.
+        labels = labels.merge(rings[["ring_id", "burst_start"]], on="ring_id", how="left")
     cfg = BacktestConfig(train_hours=args.train_hours, refresh_every_h=args.refresh_every,
                          label_delay_h=args.label_delay_h)  # fmt: skip
     done = [0]

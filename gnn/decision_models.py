@@ -89,6 +89,7 @@ def fit_decision_model(
     label_delay_h: float = 72.0,
     validation_fraction: float = 0.3,
     target_precision: float = 0.9,
+    block_base_rate: float | None = None,
     review_fraction: float = 0.01,
     max_rounds: int = 800,
     patience: int = 60,
@@ -109,6 +110,9 @@ def fit_decision_model(
         label_delay_h: Hours from onboarding until a label is known.
         validation_fraction: The latest share of usable rows (by decision time) validates.
         target_precision: Precision the block threshold targets on validation.
+        block_base_rate: Hold that precision where fraud is this share of decisions (or the
+            validation period's share, if lower), not only at the validation period's own
+            share: see :func:`gnn.thresholds.threshold_for_precision`. ``None``: validation's.
         review_fraction: Review capacity, as a share of scored users, under the block band.
         max_rounds: Boosting rounds at most (early stopping on validation AUPRC).
         patience: Early-stopping patience.
@@ -146,7 +150,9 @@ def fit_decision_model(
     raw_val = booster.predict(x[val], num_threads=threads)
     calibrator = Calibrator("platt").fit(raw_val, y[val])
     cal = calibrator.transform(raw_val)
-    block = threshold_for_precision(cal, y[val], target_precision)
+    val_rate = float(y[val].mean())
+    rate = None if block_base_rate is None else min(block_base_rate, val_rate)
+    block = threshold_for_precision(cal, y[val], target_precision, rate)
     review = threshold_for_band(cal, block, review_fraction)
     metrics = {
         "val_auprc": float(average_precision_score(y[val], cal)),
@@ -156,6 +162,8 @@ def fit_decision_model(
         "train_fraud": float(y[train].sum()),
         "val_fraud": float(y[val].sum()),
         "rounds": float(booster.current_iteration()),
+        "val_fraud_share": val_rate,
+        "block_base_rate": float("nan") if rate is None else rate,
     }
     return DecisionModel(
         point, booster, calibrator, float(block), float(review), list(feature_names), options,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gnn.backtest import BacktestConfig, backtest_report, run_backtest
+from gnn.backtest import BacktestConfig, backtest_report, ring_milestones, run_backtest
 from gnn.backtest_plots import write_plots
 from gnn.decision_models import HOUR_MS, NotEnoughLabelsError, fit_decision_model
 from gnn.models.base import FeatureOptions
@@ -92,3 +92,21 @@ def test_a_model_reads_no_label_after_its_cutoff() -> None:
     with pytest.raises(NotEnoughLabelsError, match="label delay"):
         fit_decision_model("onboarding", x, y, decided, onboarded, 10 * HOUR_MS, names, FeatureOptions(),
                            label_delay_h=24)  # fmt: skip
+
+
+def test_bursts_are_the_planted_ones_where_labels_carry_them_and_never_later_otherwise(
+    replayed: tuple[EventLog, pd.DataFrame, Path],
+) -> None:
+    """A bust-out's "before the burst" counts from the generator's planted burst; the fallback
+    read from payments alone is an early bound (never after the bust's first purchase)."""
+    log, labels, out = replayed
+    rings = pd.read_parquet(out / "labels" / "rings.parquet")
+    planted = rings.dropna(subset=["burst_start"]).set_index("ring_id")["burst_start"]
+    assert len(planted) >= 1 and set(rings.loc[rings["burst_start"].notna(), "typology"]) == {"bust_out"}
+    with_truth = labels.merge(rings[["ring_id", "burst_start"]], on="ring_id", how="left")
+    read = ring_milestones(log, with_truth).set_index("ring_id")["burst_start"].reindex(planted.index)
+    assert np.array_equal(read.to_numpy(), planted.to_numpy(np.float64))
+    derived = ring_milestones(log, labels).set_index("ring_id")["burst_start"].reindex(planted.index)
+    assert derived.notna().all()
+    # The first purchase follows the planted start by one gap (about 15 minutes).
+    assert (derived <= planted + HOUR_MS).all(), ((derived - planted) / HOUR_MS).to_dict()

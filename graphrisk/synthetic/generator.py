@@ -4,7 +4,7 @@ Output::
 
     out_dir/events/dt=YYYY-MM-DD/hr=HH/part-00000.<ext>   events of that hour, sorted by time
     out_dir/labels/users.parquet      user_id, is_fraud, ring_id, typology
-    out_dir/labels/rings.parquet      ring_id, typology, size
+    out_dir/labels/rings.parquet      ring_id, typology, size, burst_start (bust-outs)
     out_dir/labels/merchants.parquet  merchant_id, merchant_category, is_fraud, ring_id
     out_dir/manifest.json             parameters and counts
 
@@ -267,6 +267,9 @@ def _write_labels(out_dir: Path, world: World, planted: PlantedRings) -> None:
                 "ring_id": pa.array(ring_ids, pa.string()),
                 "typology": pa.array(typologies, pa.string()),
                 "size": pa.array([len(r.members) for r in rings], pa.int64()),
+                "burst_start": pa.array(
+                    [r.burst_start if r.burst_start >= 0 else None for r in rings], pa.int64()
+                ),
             }
         ),
         labels / "rings.parquet",

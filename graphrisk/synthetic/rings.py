@@ -52,6 +52,9 @@ class Ring:
     typology: str
     members: np.ndarray
     merchants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    # Bust-outs: when the first member starts the burst (epoch ms; -1 for other typologies).
+    # Written to the labels so a replay measures "flagged before the burst" from the truth.
+    burst_start: int = -1
 
 
 @dataclass
@@ -661,6 +664,7 @@ def _bust_out(ctx: _Context, ring: Ring) -> None:
     user = np.repeat(members, n_big)
     gaps = rng.exponential(15 * MINUTE_MS, len(user)).astype(np.int64) + MINUTE_MS
     first = burst_start + rng.integers(0, 6 * HOUR_MS, m)
+    ring.burst_start = int(first.min())
     starts = np.repeat(first, n_big)
     # Running sum of the gaps within each member's run of purchases.
     cs = np.cumsum(gaps)
