@@ -292,8 +292,15 @@ def last_monitor(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _last_skew(data_dir: Path) -> pd.DataFrame | None:
+    """The last monitoring run's skew of rows that decide (served applicants), for the gate."""
     path = monitor_dir(data_dir) / "skew.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    if "comparison" in table:
+        # Known users' online rows feed explanations only: not the onboarding model's exposure.
+        table = table[table["comparison"] != "known_user"]
+    return table
 
 
 def _load_state(registry: ModelRegistry) -> dict[str, Any]:

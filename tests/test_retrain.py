@@ -127,6 +127,11 @@ def test_challenger_from_corrupted_labels_is_refused_and_recorded(
     assert registry.challenger()["version"] == honest.version  # type: ignore[index]
     done = conclude_shadow(settings, registry, audit=audit_to(audit))
     assert done is not None and done["promoted"] and registry.production() == honest.version
+    # Its model card: approval record and figures on the period after its cut-off (the gate's),
+    # scored by the promoted model itself.
+    card = Path(done["card"]).read_text()
+    assert "| retrain |" in card and "Promotion gate: **passed**" in card
+    assert card.count("measured on the served model itself on rows decided after its cut-off") == 2
     entry = registry.last_promotion()
     assert (
         entry is not None and entry["gate"]["passed"] and entry["actor"] == "retrain" and not entry["forced"]

@@ -140,6 +140,8 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
     # for identifier nodes (it adds the application's own event, ages the node from the user's
     # link): the comparison reports it rather than hiding it.
     assert known["known_user"].users > 0
+    # Their alarms are of their own kind: explanations use these rows, decisions do not.
+    assert {a.kind for a in comparison_alarms(known, settings)} <= {"skew_known_user"}  # type: ignore[arg-type]
 
     # A feature the served rows hold deliberately off: the comparison names it and alarms.
     feature = next(c for c in rows.columns[2:] if rows[c].nunique() > 1)

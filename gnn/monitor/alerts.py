@@ -16,7 +16,7 @@ class Alarm:
 
     Attributes:
         kind: ``feature_psi``, ``feature_ks``, ``score_psi``, ``band_shift``, ``label_rate``,
-            ``skew``, ``new_hubs`` or ``ring_inputs``.
+            ``skew``, ``skew_known_user``, ``new_hubs`` or ``ring_inputs``.
         subject: What crossed it (a feature, a band, a cohort, a relation).
         value: The measured figure.
         threshold: The setting it crossed.

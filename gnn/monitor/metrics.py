@@ -30,8 +30,8 @@ def export_metrics(result: Any, path: Path, top: int = 20) -> Path:
     kinds: dict[str, int] = {}
     for a in result.alarms:
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
-    for k in ("feature_psi", "feature_ks", "score_psi", "band_shift", "label_rate", "skew", "new_hubs",
-              "ring_inputs"):  # fmt: skip
+    for k in ("feature_psi", "feature_ks", "score_psi", "band_shift", "label_rate", "skew", "skew_known_user",
+              "new_hubs", "ring_inputs"):  # fmt: skip
         alarms.labels(point, k).set(kinds.get(k, 0))
     if result.features is not None and len(result.features):
         fpsi = Gauge("graphrisk_feature_psi", "PSI of a feature vs training (top features).",

@@ -251,11 +251,17 @@ def monitor_snapshot(
 
 
 def comparison_alarms(skews: dict[str, SkewReport], settings: Settings) -> list[Alarm]:
-    """Skew alarms of every comparison, the subject naming the comparison and the feature."""
+    """Skew alarms of every comparison, the subject naming the comparison and the feature.
+
+    Known users' online rows feed explanations, not decisions (a known user is served its
+    published score), and a refit does not change how they are built: their alarms are of their
+    own kind, ``skew_known_user``, which does not call for a retrain (``gnn.retrain.DRIFT_KINDS``).
+    """
     out = []
     for name, report in skews.items():
+        kind = "skew_known_user" if name == "known_user" else "skew"
         out += [
-            Alarm(a.kind, f"{name}:{a.subject}", a.value, a.threshold) for a in skew_alarms(report, settings)
+            Alarm(kind, f"{name}:{a.subject}", a.value, a.threshold) for a in skew_alarms(report, settings)
         ]
     return out
 

@@ -40,6 +40,8 @@ def load_served_rows(audit_url: str, since_ms: int | None = None) -> dict[str, p
     """
     from api.served_rows import ServedRows
 
+    if audit_url.startswith("sqlite:///") and not Path(audit_url.removeprefix("sqlite:///")).exists():
+        return {}  # no API has written there: nothing served, and nothing to create
     served = ServedRows(audit_url)
     try:
         return served.rows(since_ms)
@@ -225,14 +227,19 @@ def serving_skew(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     out: dict[str, SkewReport] = {}
     notes: list[str] = []
-    if served is None:
-        served = load_served_rows(settings.audit_url, now_ms - int(settings.skew_window_h * HOUR_MS))
-    mine = served.get(version)
     options = getattr(model.for_applicants.scorer, "features", None)
-    if mine is None or mine.empty:
+    if log is None:
+        # Nothing to compare served rows with: they are not even read (no audit database touched).
+        notes.append("served applicant rows not compared: no event log given")
+        mine = None
+    else:
+        if served is None:
+            served = load_served_rows(settings.audit_url, now_ms - int(settings.skew_window_h * HOUR_MS))
+        mine = served.get(version)
+    if log is None:
+        pass
+    elif mine is None or mine.empty:
         notes.append(f"no applicant rows served by {version} in the last {settings.skew_window_h} h")
-    elif log is None:
-        notes.append(f"{len(mine)} served applicant rows not compared: no event log given")
     elif options is None:
         notes.append("the applicant scorer has no feature options: applicant skew not measured")
     else:
