@@ -28,10 +28,13 @@ phones, proxy IPs and drop addresses, each far above the cut-off; dropping them 
 farm. What sets such an identifier apart from a busy public IP or a common device is *how its
 users came*: the farm's accounts were opened through it (the edge's ``first_seen`` is the
 user's ``onboarded_at``) within hours of each other, while a café's visitors opened their
-accounts elsewhere, at any time. So an identifier over the cut-off is not dropped outright: its
-**burst** (the most users who onboarded through it within ``burst_window_h`` hours, at least
-``burst_min_users`` of them, at most ``burst_max_users``) still links those users, and only
-them; the rest of its users do not link through it. Honest hubs have no such burst and stay cut.
+accounts elsewhere, at any time. So an identifier over the cut-off is not dropped outright when
+it is **young and made of a burst**: the most users who onboarded through it within
+``burst_window_h`` hours (at least ``burst_min_users``, at most ``burst_max_users``) are at
+least ``burst_share`` of its users, and the identifier was first seen no earlier than a window
+before them. Those users, and only them, still link through it. Busy honest IPs do see bursts
+at scale (at 60k users, 136 IPs had 10-50 sign-ups within a day), but those are 2-5 % of their
+users and the IP was there before: they stay cut.
 A burst needs a background to stand out against: a window holding more than
 ``burst_background_share`` of all the graph's onboardings (every user joined at once) keeps none.
 
@@ -76,11 +79,14 @@ pieces no larger than 60, none covering the ring. Two rules keep one large ring 
 over ``max_size`` (a component, or a Leiden community about to be split again) whose links
 cover at least ``whole_density`` of its possible pairs is **one dense block** and is not split
 (an honest component of hundreds is sparse: friends of friends, households, shops). And after
-the split, parts that are **densely joined** are merged back: two parts (of ``min_size`` or more) whose links between them cover at
-least ``whole_density`` of the possible pairs, and which are each that dense inside, are one
-block, not two communities bridged by a few members (honest communities joined through a shared
-friend or shop have a between-density near 0). Merging is transitive and stops at
-``max_whole_size`` members.
+the split, parts that are **densely joined** are merged back: two parts (of ``min_size`` or
+more), each at least ``whole_density`` dense inside, whose links between them cover at least
+``merge_density`` of the possible pairs are one ring cut along its devices or IPs, not two
+communities bridged by a few members (honest communities joined through a shared friend or shop
+have a between-density near 0; a 300-account farm's IP groups were joined at 0.17-0.19, the
+honest fringe Leiden cut off it at 0.02-0.09). Merging is transitive and stops at
+``max_whole_size`` members; a merge that stays within ``max_size`` is undone (this rule is for
+rings Leiden had to cut, not for small groups it read).
 
 Nested communities
 ------------------
@@ -139,7 +145,9 @@ class ClusterConfig:
         burst_min_users: Smallest burst that still links through an identifier over the cut-off.
         burst_max_users: Largest burst kept (bounds its pairs).
         burst_background_share: A burst's window may hold at most this share of all onboardings.
-        whole_density: Leiden parts joined at least this densely (and as dense inside) merge.
+        burst_share: Smallest share of an identifier's users its burst must hold.
+        whole_density: A group over ``max_size`` this dense is one block, not split.
+        merge_density: Leiden parts (each ``whole_density`` dense inside) joined this densely merge.
         max_whole_size: Largest cluster such merging builds.
     """
 
@@ -161,7 +169,9 @@ class ClusterConfig:
     burst_min_users: int = 10
     burst_max_users: int = 2000
     burst_background_share: float = 0.5
+    burst_share: float = 0.5
     whole_density: float = 0.25
+    merge_density: float = 0.12
     max_whole_size: int = 2000
 
 
@@ -379,10 +389,18 @@ def onboarding_bursts(
     in_window = np.searchsorted(
         all_on, start + cfg.burst_window_h * 3_600_000, side="right"
     ) - np.searchsorted(all_on, start, side="left")
+    # Young and made of its burst: the identifier first appears with the burst, and most of its
+    # users came in it. A busy honest IP sees bursts too at scale (a dozen sign-ups in a day
+    # among hundreds of users, 2-5 %), but it was there before them and they are few of its users.
+    deg = np.bincount(ident)
+    first = pd.Series(first_seen.astype(np.float64)).groupby(ident).min()
+    born = first.reindex(g[best]).to_numpy()
     ok = (
         (best_n >= cfg.burst_min_users)
         & (best_n <= cfg.burst_max_users)
         & (in_window <= cfg.burst_background_share * len(all_on))
+        & (best_n >= cfg.burst_share * deg[g[best]])
+        & (born >= start - cfg.burst_window_h * 3_600_000)
     )
     for start, n in zip(best[ok], best_n[ok], strict=True):
         out[rows[start : start + n]] = True
@@ -492,7 +510,7 @@ def merge_dense_parts(
     if between.empty:
         return parts
     i, j = between.index.get_level_values(0).to_numpy(), between.index.get_level_values(1).to_numpy()
-    joined = (between.to_numpy() >= cfg.whole_density * sizes[i] * sizes[j]) & dense_in[i] & dense_in[j]
+    joined = (between.to_numpy() >= cfg.merge_density * sizes[i] * sizes[j]) & dense_in[i] & dense_in[j]
     # Union-find over the densely joined pairs, densest first, within max_whole_size.
     root = np.arange(len(parts))
     total = sizes.copy()
@@ -512,7 +530,15 @@ def merge_dense_parts(
     groups: dict[int, list[np.ndarray]] = {}
     for k, p in enumerate(parts):
         groups.setdefault(find(k), []).append(p)
-    return [np.sort(np.concatenate(g)) for g in groups.values()]
+    # Only rings over max_size are this rule's business: a merge that stays within max_size is
+    # undone (Leiden's reading of small dense groups, households and friends, stands as before).
+    out: list[np.ndarray] = []
+    for g in groups.values():
+        if sum(len(p) for p in g) > cfg.max_size:
+            out.append(np.sort(np.concatenate(g)))
+        else:
+            out += g
+    return out
 
 
 def find_clusters(graph: UserGraph, cfg: ClusterConfig | None = None) -> tuple[np.ndarray, int]:
