@@ -82,7 +82,9 @@ def _slog(x: np.ndarray) -> np.ndarray:
 
 
 def _decision_ms(nodes: dict[NodeLabel, pd.DataFrame]) -> int:
-    return int(max(int(df["last_seen"].max()) for df in nodes.values() if len(df) and "last_seen" in df))
+    """The snapshot's end: its latest ``last_seen`` (0 for empty tables)."""
+    seen = [int(df["last_seen"].max()) for df in nodes.values() if len(df) and "last_seen" in df]
+    return max(seen) if seen else 0
 
 
 def build_ring_graphs(
@@ -99,6 +101,8 @@ def build_ring_graphs(
     feature, 0 with ``has_score`` 0 when absent). ``now_ms``: the decision time.
     """
     C = cand.num_clusters
+    if C == 0:
+        return []
     now = _decision_ms(nodes) if now_ms is None else int(now_ms)
     mt = cand.member_table()
     M = len(mt)
