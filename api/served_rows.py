@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,29 +160,6 @@ class ServedRows:
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
-
-
-# One log per audit database in each API process (the app's state is built elsewhere; the route
-# reaches the log through :func:`served_rows_for`).
-_logs: dict[str, ServedRows] = {}
-_logs_lock = threading.Lock()
-
-
-def served_rows_for(url: str) -> ServedRows:
-    """The process's :class:`ServedRows` on ``url`` (created on first use)."""
-    with _logs_lock:
-        found = _logs.get(url)
-        if found is None:
-            found = _logs[url] = ServedRows(url)
-        return found
-
-
-def close_all() -> None:
-    """Close every log this process opened."""
-    with _logs_lock:
-        for served in _logs.values():
-            served.close()
-        _logs.clear()
 
 
 class ReplayStore:

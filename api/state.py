@@ -33,6 +33,7 @@ from api.auth import KeyRing
 from api.decisions import DecisionStore
 from api.ratelimit import RateLimiter
 from api.schemas import RingSummary
+from api.served_rows import ServedRows
 from api.store_calls import StoreCalls
 from gnn.online import ApplicantScorer
 from gnn.registry import ModelMeta, ModelRegistry, RegistryError
@@ -264,6 +265,9 @@ class AppState:
     decisions: DecisionStore | None = None
     # Applications scored since the last refresh: the store has not ingested them yet.
     applications: RecentApplications | None = None
+    # The model-input rows served to new applicants, kept for the training-serving skew check
+    # (None: setting served_rows_log off). Opened with the app and closed at its shutdown.
+    served_rows: ServedRows | None = None
     # New applicants are scored here, not on the shared thread pool (see Settings.scoring_threads).
     scoring_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="scoring")
@@ -290,6 +294,7 @@ class AppState:
             applications=RecentApplications(
                 settings.audit_url, int(settings.recent_applications_h * 3_600_000)
             ),
+            served_rows=ServedRows(settings.audit_url) if settings.served_rows_log else None,
             scoring_pool=ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="scoring"),
         )
         state.reload()
@@ -440,6 +445,8 @@ class AppState:
             self.decisions.close()
         if self.applications is not None:
             self.applications.close()
+        if self.served_rows is not None:
+            self.served_rows.close()
 
     def describe(self) -> dict[str, Any]:
         """For /readyz: what is served (model version, scores snapshot) and reload health."""

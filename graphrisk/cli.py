@@ -299,8 +299,11 @@ def refresh_cmd(
     if score and report.batches:
         with _errors_exit(), GraphStore(s) as store:
             downstream = _score_and_rings(s, store)
-        downstream["monitor"] = _monitor_refresh(s, downstream)
-        downstream["retrain"] = _retrain_after_refresh(s, input_root)
+        # One read of the event history, shared and only if needed: the monitoring run reads it
+        # when the API served applicants to compare, the retrain step when a retrain is due.
+        history = None if "://" in input_root else _EventHistory(s, Path(input_root))
+        downstream["monitor"] = _monitor_refresh(s, downstream, history)
+        downstream["retrain"] = _retrain_after_refresh(s, input_root, history)
     body = report.to_dict() | downstream
     body["retention"] = _retention_after_refresh(s)
     body["snapshot"] = {k: v for k, v in body["snapshot"].items() if k != "files"}
@@ -795,16 +798,54 @@ def retrain_cmd(
     save_report(s, "retrain", body)
 
 
+class _EventHistory:
+    """The event log of a folder of partitions, read on first use and then kept.
+
+    Reading the whole history is the costly part of the hourly job's monitoring and retrain
+    steps, and each needs it only sometimes (served applicants to compare; a retrain due): they
+    share one of these, so it is read at most once, and only when one of them asks. Attributes
+    other than ``events`` are the :class:`pipelines.event_log.EventLog`'s (``clean``, ...).
+    """
+
+    def __init__(self, s: Settings, events: Path) -> None:
+        self.events = events
+        self._settings = s
+        self._log: Any = None
+
+    def read(self) -> Any:
+        """The :class:`pipelines.event_log.EventLog`, events dated past now rejected as a batch
+        ingested now would reject them."""
+        if self._log is None:
+            from pipelines.event_log import read_event_log
+            from pipelines.parse import FutureEventLimit
+            from pipelines.refresh import discover_partitions
+
+            parts = [p.path for p in discover_partitions(self.events)]
+            limit = FutureEventLimit(int(time.time() * 1000), self._settings.future_event_tolerance_s)
+            self._log = read_event_log(self.events, parts, self._settings, None, limit)
+        return self._log
+
+    def __getattr__(self, name: str) -> Any:
+        # Only names not set in __init__ arrive here: the log's own attributes.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.read(), name)
+
+
 def _retrain_cycle(
-    s: Settings, events: Path, labels: Path, *, decisions: bool, force: bool
+    s: Settings,
+    events: Path,
+    labels: Path,
+    *,
+    decisions: bool,
+    force: bool,
+    history: _EventHistory | None = None,
 ) -> dict[str, Any]:
-    """:func:`gnn.retrain.run_cycle` with the history read only if a retrain is due."""
+    """:func:`gnn.retrain.run_cycle` with the history read only if a retrain is due (from
+    ``history`` when given: the refresh shares it with its monitoring run)."""
     import pandas as pd
 
     from gnn.retrain import run_cycle
-    from pipelines.event_log import read_event_log
-    from pipelines.parse import FutureEventLimit
-    from pipelines.refresh import discover_partitions
 
     def load() -> tuple[Any, Any, dict[str, Any]]:
         table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
@@ -814,10 +855,8 @@ def _retrain_cycle(
 
             table, merged = training_labels(table, s.decision_store_url)
             sources["decisions"] = merged
-        parts = [p.path for p in discover_partitions(events)]
-        limit = FutureEventLimit(int(time.time() * 1000), s.future_event_tolerance_s)
         with _spinner("reading events and training a challenger"):
-            return read_event_log(events, parts, s, None, limit), table, sources
+            return (history or _EventHistory(s, events)).read(), table, sources
 
     with _audit(s) as audit:
         return run_cycle(s, _registry(s), audit=audit, load_history=load, force=force)
@@ -1015,13 +1054,18 @@ def _retention_after_refresh(s: Settings) -> dict[str, Any] | str:
         return f"failed: {exc}"
 
 
-def _retrain_after_refresh(s: Settings, input_root: str) -> dict[str, Any] | str:
+def _retrain_after_refresh(
+    s: Settings, input_root: str, history: _EventHistory | None = None
+) -> dict[str, Any] | str:
     """The hourly job's champion/challenger step (probation, shadow, retrain when due); its
-    failure is reported, not fatal (the refresh's graph and scores are already published)."""
+    failure is reported, not fatal (the refresh's graph and scores are already published).
+    ``history``: the refresh's event log, if the monitoring run already holds it."""
     if s.retrain_labels is None or "://" in input_root:
         return "skipped: set retrain_labels (and refresh a local folder) to retrain on a schedule"
     try:
-        return _retrain_cycle(s, Path(input_root), s.retrain_labels, decisions=True, force=False)
+        return _retrain_cycle(
+            s, Path(input_root), s.retrain_labels, decisions=True, force=False, history=history
+        )
     except (GraphRiskError, OSError, ValueError) as exc:  # registry and audit log errors included
         console.print(f"retrain step failed: {exc}", markup=False, style="yellow")
         return f"failed: {exc}"
@@ -1131,18 +1175,27 @@ monitor_app = typer.Typer(help="Drift, skew and graph structure against training
 app.add_typer(monitor_app, name="monitor")
 
 
-def _monitor_refresh(s: Settings, downstream: dict[str, Any]) -> dict[str, Any] | str:
-    """Drift of the refresh's scores, exported to ``data_dir/metrics/monitor.prom``; never fails
-    the refresh (its graph and scores are already published)."""
+def _monitor_refresh(
+    s: Settings, downstream: dict[str, Any], history: _EventHistory | None = None
+) -> dict[str, Any] | str:
+    """Drift and skew of the refresh's scores, exported to ``data_dir/metrics/monitor.prom``;
+    never fails the refresh (its graph and scores are already published).
+
+    ``history`` (the refresh's event log; None for a remote input) lets the applicant rows the API
+    served be compared with their batch as-of rows; the graph store, known users' online rows
+    with their published rows (:func:`gnn.monitor.serving.serving_skew`).
+    """
     from gnn.monitor.run import monitor_snapshot
     from gnn.registry import RegistryError
+    from graphrisk.store import GraphStore
 
     if not isinstance(downstream.get("scores"), dict):
         return "skipped: no scores"
     rings = downstream.get("rings")
     try:
-        with _spinner("measuring drift"):
-            result = monitor_snapshot(s, ring_report=rings if isinstance(rings, dict) else None)
+        with _spinner("measuring drift and skew"), GraphStore(s) as store:
+            result = monitor_snapshot(s, ring_report=rings if isinstance(rings, dict) else None,
+                                      log=history, store=store)  # fmt: skip
     except (RegistryError, OSError, ValueError) as exc:
         return f"skipped: {exc}"
     for alarm in result.alarms[:10]:
@@ -1160,20 +1213,35 @@ def monitor_report_cmd(
             exists=True, dir_okay=False, help="Labels known now (user_id, is_fraud), for label drift."
         ),
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Event partitions (the refresh's input): applicant rows the API served are compared"
+            " with their batch as-of rows.",
+        ),
+    ] = None,
 ) -> None:
     """Measure drift on the current snapshot against the production model's training reference,
-    export the Prometheus textfile, and write an HTML report with PNG charts to --out."""
+    and training-serving skew (known users' online rows against their published rows; with
+    --events, served applicant rows against their batch as-of rows), export the Prometheus
+    textfile, and write an HTML report with PNG charts to --out."""
     import pandas as pd
 
     from gnn.monitor.report import write_report
     from gnn.monitor.run import load_history, monitor_snapshot
+    from graphrisk.store import GraphStore
 
     s = _settings()
     table = None
     if labels is not None:
         table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
-    with _errors_exit(), _spinner("measuring drift"):  # no production model: its message, exit 1
-        result = monitor_snapshot(s, labels=table)
+    history = _EventHistory(s, events) if events is not None else None
+    # No production model: its message, exit 1. A store that does not answer only leaves the
+    # known-user comparison out (a note in the report).
+    with _errors_exit(), _spinner("measuring drift and skew"), GraphStore(s) as store:
+        result = monitor_snapshot(s, labels=table, log=history, store=store)
     path = write_report(result, out, load_history(s.data_dir), s.drift_psi_alert)
     console.print(f"report: {path}")
     save_report(s, "monitor", result.summary() | {"report": str(path)})

@@ -6,12 +6,14 @@ rows raises a skew alarm and shows in the Prometheus textfile and the HTML repor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from api.audit import AuditLog
 from api.main import create_app
@@ -24,6 +26,7 @@ from gnn.monitor.serving import APPLICANT, applicant_skew, load_served_rows, ser
 from gnn.registry import ModelRegistry
 from gnn.scoring import score_users
 from gnn.training import train_entity_model
+from graphrisk.cli import _EventHistory, _monitor_refresh, app
 from graphrisk.config import Settings
 from graphrisk.local_server import LocalServer, Neo4jServer
 from graphrisk.store import GraphStore
@@ -103,6 +106,10 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
             r = client.post("/v1/score", json=body, headers=HEADERS["onboarding"])
             assert r.status_code == 200, r.text
             assert r.json()["known_user"] is False
+        # The app owns its served-row log (as its recent applications) and closes it at shutdown.
+        owned = client.app.state.graphrisk.served_rows  # type: ignore[attr-defined]
+        assert owned is not None and owned.engine.pool.checkedin() > 0
+    assert owned.engine.pool.checkedin() == 0  # disposed: no connection left open
     served = load_served_rows(settings.audit_url)  # type: ignore[attr-defined]
     version = str(skew_world["version"])
     assert set(served) == {version}
@@ -142,6 +149,29 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
     assert known["known_user"].users > 0
     # Their alarms are of their own kind: explanations use these rows, decisions do not.
     assert {a.kind for a in comparison_alarms(known, settings)} <= {"skew_known_user"}  # type: ignore[arg-type]
+
+    # The hourly refresh's monitoring run reads the refresh's event log and the store, and
+    # compares both (it used to note "no event log given"); so does `monitor report --events`.
+    # The window reaches back to the world's dates (the served rows are dated by their requests).
+    wide = settings.model_copy(update={"skew_window_h": 24 * 365 * 10.0})  # type: ignore[attr-defined]
+    hourly = _monitor_refresh(wide, {"scores": {}}, _EventHistory(wide, events))
+    assert isinstance(hourly, dict), hourly
+    assert not any("no event log" in n for n in hourly["notes"]), hourly["notes"]
+    assert hourly["skews"][APPLICANT]["users"] == len(requests)
+    assert hourly["skews"][APPLICANT]["rows_mismatched"] == 0.0
+    assert hourly["skews"]["known_user"]["users"] > 0
+    assert not [a for a in hourly["alarm_list"] if a["kind"] == "skew"], hourly["alarm_list"]
+    env = {"GRAPHRISK_ENVIRONMENT": "test", "GRAPHRISK_STORE_ENGINE": wide.store_engine,
+           "GRAPHRISK_STORE_URI": wide.store_uri, "GRAPHRISK_STORE_PASSWORD": wide.store_password.get_secret_value(),
+           "GRAPHRISK_STORE_DATABASE": wide.store_database, "GRAPHRISK_DATA_DIR": str(wide.data_dir),
+           "GRAPHRISK_AUDIT_URL": wide.audit_url, "GRAPHRISK_SKEW_WINDOW_H": str(wide.skew_window_h)}  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["monitor", "report", "--out", str(tmp_path / "cli-report"), "--events", str(events)], env=env
+    )
+    assert res.exit_code == 0, res.output
+    latest = json.loads((wide.data_dir / "monitor" / "latest.json").read_text())
+    assert latest["skews"][APPLICANT]["users"] == len(requests), latest["notes"]
+    assert (tmp_path / "cli-report" / "skew-applicant.png").exists()
 
     # A feature the served rows hold deliberately off: the comparison names it and alarms.
     feature = next(c for c in rows.columns[2:] if rows[c].nunique() > 1)

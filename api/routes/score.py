@@ -17,7 +17,7 @@ from api.lineage import batch_lineage, online_lineage
 from api.metrics import SCORES
 from api.redact import scrub
 from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
-from api.served_rows import RecordingApplications, RecordingStore, served_row, served_rows_for
+from api.served_rows import RecordingApplications, RecordingStore, ServedRows, served_row
 from api.state import AppState, Snapshot
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
@@ -54,7 +54,8 @@ def _score_new(
             {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
         )
         now = int(event_fields["time"])  # type: ignore[call-overload]
-        logging_rows = state.settings.served_rows_log
+        served_rows = state.served_rows  # the app's log (None: served_rows_log is off)
+        logging_rows = served_rows is not None
         # The reads are remembered so the served row can be rebuilt exactly, with no second call.
         store = RecordingStore(state.store) if logging_rows else state.store
         recent = (
@@ -65,9 +66,9 @@ def _score_new(
         result = scorer.score(store, event, now, recent)  # type: ignore[arg-type]
         if state.applications is not None:
             state.applications.record(applicant.user_id, result.nodes, now)
-        if logging_rows:
+        if served_rows is not None:
             assert snap.model_meta is not None
-            _log_served_row(state, scorer, result, event, now, snap.model_meta.version, store, recent)  # type: ignore[arg-type]
+            _log_served_row(served_rows, scorer, result, event, now, snap.model_meta.version, store, recent)  # type: ignore[arg-type]
     except (FieldError, NormalisationError) as exc:
         # FastAPI's shape; the reason loses any part of the applicant it quoted (an invalid IP's
         # message is the IP itself).
@@ -96,7 +97,7 @@ def _score_new(
 
 
 def _log_served_row(
-    state: AppState,
+    served_rows: ServedRows,
     scorer: Any,
     result: Any,
     event: Any,
@@ -111,9 +112,7 @@ def _log_served_row(
         served = served_row(scorer, result, event, now, store, recent)
         if served is not None:
             row, names = served
-            served_rows_for(state.settings.audit_url).record(
-                event.user_id, now, version, row, names, str(result.input_row_hash)
-            )
+            served_rows.record(event.user_id, now, version, row, names, str(result.input_row_hash))
     except Exception:
         log.warning("could not keep the served row of an applicant", exc_info=True)
 
