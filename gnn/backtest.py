@@ -51,6 +51,9 @@ class BacktestConfig:
         sample_every_h: Hours between the refresh rows kept for training the behaviour model.
         sample_share: Share of users (drawn by id, whatever the label) whose refresh rows are kept.
         target_precision: Precision the block threshold targets on validation.
+        post_application_typologies: Fraud typologies that begin after the application (a recruited
+            mule, a bust-out customer: honest-looking when they apply). The onboarding model does not
+            train on their rows; the behaviour model and the rings are there to catch them.
         block_base_rate: Per decision point, the fraud share at which the block threshold must
             still reach ``target_precision`` (validation's own share when lower; absent: validation's).
         review_fraction: Review capacity per scored user, under the block band.
@@ -67,6 +70,7 @@ class BacktestConfig:
     sample_share: float = 0.3
     target_precision: float = 0.9
     block_base_rate: dict[str, float] = field(default_factory=lambda: {ONBOARDING: 0.002})
+    post_application_typologies: tuple[str, ...] = ("mule_ring", "bust_out")
     review_fraction: float = 0.01
     onboarding_options: FeatureOptions = field(
         default_factory=lambda: FeatureOptions(label_hops=0, history_labels=False)
@@ -273,10 +277,19 @@ def fit_point_models(
     """Each decision point's model at ``cutoff``; a point without enough known labels is logged
     in ``model_log`` and left out."""
     label_of = labels.set_index("user_id")["is_fraud"]
+    later = (
+        labels.loc[labels["typology"].isin(cfg.post_application_typologies), "user_id"]
+        if "typology" in labels
+        else pd.Series(dtype=object)
+    )
     out: dict[str, DecisionModel] = {}
     for point, kept in rows.items():
         x, users, decided = kept.arrays()
         y = label_of.reindex(users).fillna(-1).to_numpy(np.int64)
+        if point == ONBOARDING:
+            # Their fraud starts after they apply: at the application they are neither fraud
+            # the model can see nor honest customers, so their rows teach it nothing.
+            y[np.isin(users, later.to_numpy())] = -1
         onboarded = onboarding_times(onboarded_at, users)
         opts = cfg.onboarding_options if point == ONBOARDING else cfg.refresh_options
         try:

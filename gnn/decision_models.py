@@ -33,6 +33,13 @@ PARAMS: dict[str, Any] = {
     "reg_lambda": 5.0,
     "verbose": -1,
 }
+# The onboarding model is additive: depth-one trees, each reading one feature. Its labelled rings
+# are few, and the ones in training mostly applied through a fresh hosting IP, so deeper trees
+# learned that IP and little else; a farm that came through a carrier's shared IP then scored
+# below honest households although its accounts shared devices, fingerprints and a drop address.
+# Stumps add every signal's evidence up (replayed 60k world, test days 8-14: AUPRC 0.77 -> 0.84,
+# recall of late farm and synthetic-identity applicants at the block threshold 0.69 -> 0.76).
+POINT_PARAMS: dict[str, dict[str, Any]] = {"onboarding": {"num_leaves": 2, "learning_rate": 0.1}}
 
 
 class NotEnoughLabelsError(ValueError):
@@ -135,7 +142,13 @@ def fit_decision_model(
                 f"(label delay {label_delay_h} h): start the cut-off later"
             )
     weight = float((y[train] == 0).sum() / max(y[train].sum(), 1))
-    params = dict(PARAMS, seed=seed, num_threads=threads, scale_pos_weight=min(weight, 50.0))
+    params = dict(
+        PARAMS,
+        **POINT_PARAMS.get(point, {}),
+        seed=seed,
+        num_threads=threads,
+        scale_pos_weight=min(weight, 50.0),
+    )
     dtrain = lgb.Dataset(x[train], y[train], feature_name=_safe(feature_names), free_raw_data=True)
     dval = lgb.Dataset(x[val], y[val], reference=dtrain)
     booster = lgb.train(
