@@ -285,7 +285,7 @@ def fit_point_models(
     out: dict[str, DecisionModel] = {}
     for point, kept in rows.items():
         x, users, decided = kept.arrays()
-        y = label_of.reindex(users).fillna(-1).to_numpy(np.int64)
+        y = label_of.reindex(users).fillna(-1).to_numpy(np.int64, copy=True)
         if point == ONBOARDING:
             # Their fraud starts after they apply: at the application they are neither fraud
             # the model can see nor honest customers, so their rows teach it nothing.

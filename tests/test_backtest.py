@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from gnn.backtest import BacktestConfig, backtest_report, ring_milestones, run_backtest
+from gnn.backtest import (
+    BacktestConfig,
+    DecisionRows,
+    backtest_report,
+    fit_point_models,
+    ring_milestones,
+    run_backtest,
+)
 from gnn.backtest_plots import write_plots
 from gnn.decision_models import HOUR_MS, NotEnoughLabelsError, fit_decision_model
 from gnn.models.base import FeatureOptions
@@ -35,7 +42,10 @@ def test_replay_scores_each_decision_with_a_model_of_the_past(
     replayed: tuple[EventLog, pd.DataFrame, Path], tmp_path: Path
 ) -> None:
     log, labels, _ = replayed
-    cfg = BacktestConfig(train_hours=60, retrain_every_h=24, label_delay_h=12, refresh_every_h=3)
+    # A world this small has too few application-fraud rings for an onboarding model of its own,
+    # so every fraud label trains it here (the label scope has its own test below).
+    cfg = BacktestConfig(train_hours=60, retrain_every_h=24, label_delay_h=12, refresh_every_h=3,
+                         post_application_typologies=())  # fmt: skip
     result = run_backtest(log, labels, cfg)
     onb = result.onboarding
     assert len(onb) > 100
@@ -92,6 +102,30 @@ def test_a_model_reads_no_label_after_its_cutoff() -> None:
     with pytest.raises(NotEnoughLabelsError, match="label delay"):
         fit_decision_model("onboarding", x, y, decided, onboarded, 10 * HOUR_MS, names, FeatureOptions(),
                            label_delay_h=24)  # fmt: skip
+
+
+def test_the_onboarding_model_trains_on_application_fraud_and_the_behaviour_model_on_all() -> None:
+    """Mule recruits and bust-out customers look honest when they apply: their rows are left out
+    of the onboarding model's training (neither fraud nor honest there), not of the behaviour model's."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    users = np.array([f"u{i}" for i in range(n)], dtype=object)
+    typology = rng.choice(["device_farm", "mule_ring", "bust_out", None], size=n, p=[0.05, 0.05, 0.05, 0.85])
+    labels = pd.DataFrame(
+        {"user_id": users, "is_fraud": pd.notna(typology).astype(int), "typology": typology}
+    )
+    x = rng.normal(size=(n, 4)).astype(np.float32) + labels["is_fraud"].to_numpy()[:, None]
+    decided = np.sort(rng.integers(0, 100 * HOUR_MS, n))
+    rows = {}
+    for point in ("onboarding", "refresh"):
+        kept = DecisionRows(names=[f"f{i}" for i in range(4)])
+        kept.add(x, users, decided)
+        rows[point] = kept
+    onboarded = pd.Series(decided, index=users)
+    models = fit_point_models(rows, 100 * HOUR_MS, BacktestConfig(label_delay_h=0), labels, onboarded, [])
+    seen = {p: m.metrics["train_fraud"] + m.metrics["val_fraud"] for p, m in models.items()}
+    assert seen["onboarding"] == int((typology == "device_farm").sum())
+    assert seen["refresh"] == int(labels["is_fraud"].sum())
 
 
 def test_bursts_are_the_planted_ones_where_labels_carry_them_and_never_later_otherwise(
