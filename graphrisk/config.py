@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     # Rings: candidate clusters whose collusion score is below this are neither kept in the ring
     # registry nor written as Ring nodes (most candidates are households and friend groups).
     ring_min_score: float = Field(0.1, ge=0.0, le=1.0)
+    # How a ring model is trained (gnn.rings.model.fit_ring_model): ``trees`` (LightGBM over the
+    # cluster features), ``combined`` (the ring subgraph GNN's out-of-fold logit as one more tree
+    # column) or ``auto`` (both; the higher out-of-fold AUPRC is kept). ``trees`` by default:
+    # ``auto`` trains the GNN too, and made the ring tests about twice as slow. Scoring follows
+    # the saved model, whatever this says.
+    ring_method: Literal["trees", "combined", "auto"] = "trees"
 
     # Monitoring (gnn/monitor): alert thresholds against the production model's training
     # reference. PSI over decile bins (0.1 moderate, 0.2 significant shift, the usual reading);

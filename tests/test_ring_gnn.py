@@ -40,6 +40,7 @@ from gnn.rings.subgraph_gnn import (
 )
 from graphrisk.arrow import arrow_to_pandas
 from graphrisk.config import load_settings
+from graphrisk.errors import ConfigError
 from graphrisk.graph_schema import EDGE_TYPES, NodeLabel, RelType
 from graphrisk.synthetic import generate
 from pipelines.event_tables import snapshot_tables
@@ -161,7 +162,10 @@ def test_combined_ring_model_pickles_and_a_trees_model_stays_as_it_was(tmp_path:
     assert trees.method == "trees"
     assert ring_inputs(trees, feats, None, {}, {}) is feats  # type: ignore[arg-type]
     auto = fit_ring_model(feats, y, graphs, method="auto", gnn_config=cfg)
-    assert {"auto_trees_val_auprc", "auto_combined_val_auprc"} <= set(auto.metrics)
+    assert {"auto_trees_val_auprc", "auto_combined_val_auprc", "gnn_oof_auprc"} <= set(auto.metrics)
+    kept_combined = auto.metrics["auto_combined_val_auprc"] > auto.metrics["auto_trees_val_auprc"]
+    assert auto.metrics["auto_chose_combined"] == float(kept_combined)
+    assert auto.method == ("combined" if kept_combined else "trees")
     with pytest.raises(ValueError):
         fit_ring_model(feats, y, None, method="combined")
 
@@ -242,12 +246,15 @@ def test_device_farm_of_300_is_one_candidate_and_scored(farm_world: Path, tmp_pa
 def test_find_rings_trains_saves_and_serves_a_combined_ring_model(tmp_path: Path) -> None:
     world = tmp_path / "world"
     generate(world, users=4000, seed=31, days=10)
-    settings = load_settings(environment="test").model_copy(update={"data_dir": tmp_path / "data"})
+    settings = load_settings(environment="test", ring_method="combined").model_copy(
+        update={"data_dir": tmp_path / "data"}
+    )
     tables = snapshot_tables(world / "events", settings)
     labels = pd.read_parquet(world / "labels/users.parquet")
     reg = tmp_path / "reg"
-    trained = find_rings(settings, None, labels=labels, tables=tables, registry_dir=reg, now_ms=1_000,
-                         ring_method="combined")  # fmt: skip
+    # The method comes from the settings (GRAPHRISK_RING_METHOD) when find_rings is not given one.
+    trained = find_rings(settings, None, labels=labels, tables=tables, registry_dir=reg, now_ms=1_000)
+    assert trained.model_method == "combined"
     assert GNN_COLUMN in RingModel.load(reg / "model.pkl").feature_names
     assert "gnn_oof_auprc" in trained.model_metrics
     # Scoring with the saved model (no labels) builds the subgraphs for its GNN column and passes
@@ -255,3 +262,14 @@ def test_find_rings_trains_saves_and_serves_a_combined_ring_model(tmp_path: Path
     served = find_rings(settings, None, tables=tables, registry_dir=reg, now_ms=2_000)
     assert not served.input_check.get("refuse", False)
     assert served.flagged == trained.flagged and served.kept == trained.kept
+
+
+def test_ring_method_is_a_validated_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAPHRISK_CONFIG", raising=False)
+    monkeypatch.delenv("GRAPHRISK_RING_METHOD", raising=False)
+    assert load_settings().ring_method == "trees"
+    monkeypatch.setenv("GRAPHRISK_RING_METHOD", "auto")
+    assert load_settings().ring_method == "auto"
+    monkeypatch.setenv("GRAPHRISK_RING_METHOD", "gnn")
+    with pytest.raises(ConfigError, match="ring_method"):
+        load_settings()

@@ -11,13 +11,14 @@ tied most flagged clusters on one plateau, so the 0.5 threshold cut through it a
 
 Methods (:func:`fit_ring_model`)
 --------------------------------
-- ``trees`` (default): LightGBM over the cluster features, as above.
+- ``trees`` (``settings.ring_method``'s default): LightGBM over the cluster features, as above.
 - ``combined``: the ring subgraph GNN (:mod:`gnn.rings.subgraph_gnn`) is fitted first; its
   out-of-fold logit becomes one more column (``gnn_logit``) of the trees, so no cluster's
   column comes from a network that saw its label. The fitted GNN rides along in the pickle
   (``RingModel.gnn``, a CPU state dict) and gives the column when scoring
   (:func:`ring_inputs`).
-- ``auto``: both are fitted and the one with the higher out-of-fold AUPRC is kept.
+- ``auto``: both are fitted and the one with the higher out-of-fold AUPRC is kept; its
+  metrics record both figures and ``auto_chose_combined``.
 
 Models pickled before the GNN existed have no ``gnn`` attribute in their state; the class
 default (None) reads them as trees-only models.
@@ -226,9 +227,12 @@ def fit_ring_model(
     if trees is None:
         return combined
     # Validation decides: out-of-fold AUPRC of the calibrated scores, trees alone vs combined.
+    # The metrics record the choice (``auto_chose_combined``: 1.0 or 0.0) and both figures.
     keep = combined if combined.metrics["val_auprc"] > trees.metrics["val_auprc"] else trees
     keep.metrics["auto_trees_val_auprc"] = trees.metrics["val_auprc"]
     keep.metrics["auto_combined_val_auprc"] = combined.metrics["val_auprc"]
+    keep.metrics["auto_chose_combined"] = float(keep is combined)
+    keep.metrics["gnn_oof_auprc"] = combined.metrics["gnn_oof_auprc"]
     return keep
 
 

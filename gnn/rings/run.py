@@ -11,15 +11,15 @@ candidates are households and friend groups scoring near 0; writing them all mad
 that disappeared. Quality figures are computed over every candidate.
 
 The ring model's method (:func:`gnn.rings.model.fit_ring_model`) is ``ring_method`` or, when
-not given, ``GRAPHRISK_RING_METHOD`` (``trees``, the default; ``combined``: the ring subgraph
-GNN's logit as a tree column; ``auto``: validation decides). A saved combined model carries its
+not given, ``settings.ring_method`` (``GRAPHRISK_RING_METHOD``: ``trees``, the default;
+``combined``: the ring subgraph GNN's logit as a tree column; ``auto``: both are fitted and the
+higher out-of-fold AUPRC is kept). A saved combined model carries its
 GNN, and scoring builds the clusters' subgraphs for it; a trees model does not.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -66,6 +66,8 @@ class RingReport:
     # gnn.monitor.rings: whether the clusters' features lie in the ring model's training range;
     # when refused, no ring was kept or written.
     input_check: dict[str, Any] = field(default_factory=dict)
+    # The ring model's method (``trees`` or ``combined``; under ``auto``, the one validation kept).
+    model_method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the JSON report."""
@@ -102,7 +104,7 @@ def find_rings(
         tables: Snapshot tables to use instead of reading ``settings.snapshot_dir``.
         now_ms: This run's time (default: now), recorded as first/last seen.
         ring_method: How a ring model is trained (``trees``, ``combined``, ``auto``); default
-            ``GRAPHRISK_RING_METHOD`` or ``trees``.
+            ``settings.ring_method``.
 
     Raises:
         FileNotFoundError: no labels and no saved ring model.
@@ -121,7 +123,7 @@ def find_rings(
     model_path = reg_dir / MODEL_FILE
     if labels is not None:
         version = time.strftime("rings-%Y%m%d%H%M%S", time.gmtime(now / 1000))
-        method = ring_method or os.environ.get("GRAPHRISK_RING_METHOD", "trees")
+        method = ring_method or settings.ring_method
         graphs = None
         if method != "trees":
             from gnn.rings.subgraph_gnn import build_ring_graphs
@@ -189,6 +191,7 @@ def find_rings(
             "write": round(t5 - t4, 2),
         },
         input_check=check.to_dict() if check is not None else {},
+        model_method=model.method,
     )
 
 
