@@ -148,6 +148,27 @@ class HeteroSAGE(nn.Module):
         emb = self.head[:4](jk)
         return self.head[4](emb).squeeze(-1), emb
 
+    def _edge_inputs(
+        self, present: Any, edge_attr_dict: dict[EdgeType, torch.Tensor] | None
+    ) -> list[tuple[EdgeType, torch.Tensor]]:
+        """The relations this model reads edge inputs on that ``present`` has, with their inputs.
+
+        Raises:
+            ValueError: edge inputs are missing, for all relations or for one read at fit.
+        """
+        if not self.edge_dims:
+            return []
+        if edge_attr_dict is None:
+            raise ValueError("this HeteroSAGE reads edge attributes; pass edge_attr_dict")
+        out = []
+        for et in self.edge_dims:
+            if et not in present:
+                continue
+            if et not in edge_attr_dict:
+                raise ValueError(f"relation {et} had edge attributes at fit and has none here")
+            out.append((et, edge_attr_dict[et]))
+        return out
+
     def _edge_means(
         self,
         edge_index_dict: dict[EdgeType, torch.Tensor],
@@ -156,18 +177,10 @@ class HeteroSAGE(nn.Module):
     ) -> dict[EdgeType, torch.Tensor]:
         """Per relation with edge inputs: the mean ``cos(W_t e + b_t)`` over each destination's
         in-edges, ``[N_dst, time_dim]`` (zeros without in-edges, as the mean aggregation)."""
-        if not self.edge_dims:
-            return {}
-        if edge_attr_dict is None:
-            raise ValueError("this HeteroSAGE reads edge attributes; pass edge_attr_dict")
         out = {}
-        for et in self.edge_dims:
-            if et not in edge_index_dict:
-                continue
-            if et not in edge_attr_dict:
-                raise ValueError(f"relation {et} had edge attributes at fit and has none here")
+        for et, attr in self._edge_inputs(edge_index_dict, edge_attr_dict):
             dst = edge_index_dict[et][1]
-            enc = torch.cos(self.edge_enc[_key(et)](edge_attr_dict[et]))
+            enc = torch.cos(self.edge_enc[_key(et)](attr))
             total = enc.new_zeros((num_nodes[et[2]], enc.shape[1])).index_add_(0, dst, enc)
             deg = torch.bincount(dst, minlength=num_nodes[et[2]]).clamp_(min=1).to(enc.dtype)
             out[et] = total / deg[:, None]
@@ -257,19 +270,11 @@ class HeteroSAGE(nn.Module):
         chunk_size: int,
     ) -> dict[EdgeType, torch.Tensor]:
         """:meth:`_edge_means` over the CSR index, edges encoded ``chunk_size`` at a time."""
-        if not self.edge_dims:
-            return {}
-        if edge_attr_dict is None:
-            raise ValueError("this HeteroSAGE reads edge attributes; pass edge_attr_dict")
         out = {}
-        for et in self.edge_dims:
-            if et not in graph:
-                continue
-            if et not in edge_attr_dict:
-                raise ValueError(f"relation {et} had edge attributes at fit and has none here")
+        for et, attr in self._edge_inputs(graph, edge_attr_dict):
             csr, enc_lin = graph[et], self.edge_enc[_key(et)]
             dst = csr.destinations()
-            ea = edge_attr_dict[et][csr.perm]  # CSR order, as dst
+            ea = attr[csr.perm]  # CSR order, as dst
             total = torch.zeros((csr.num_dst, enc_lin.out_features), device=dev)
             for a in range(0, csr.num_edges, chunk_size):
                 enc = torch.cos(enc_lin(ea[a : a + chunk_size].to(dev)))
