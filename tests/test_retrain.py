@@ -98,13 +98,17 @@ def test_challenger_from_corrupted_labels_is_refused_and_recorded(
     settings, registry, audit = _own(history, tmp_path)
     report = retrain(settings, registry, history["log"], _corrupted(history["labels"]), audit=audit_to(audit),
                      result=history["result"], eval_labels=history["labels"])  # fmt: skip
-    assert not report.passed and "onboarding_auprc" in report.failed
+    # The 1,500-user world holds almost no application fraud in the gated day, so the onboarding
+    # model (trained on application fraud only) is near chance there for both; the shuffled labels
+    # show in the refresh model's AUPRC. Either AUPRC refusing is the refusal this test wants.
+    refused_on = [m for m in ("onboarding_auprc", "refresh_auprc") if m in report.failed]
+    assert not report.passed and refused_on
     assert report.champion == history["champion"] and registry.production() == history["champion"]
     assert registry.challenger() is None  # a refused challenger never enters shadow
     # The numbers behind the refusal, beside the version and in the audit trail.
     gate = registry.read_gate(report.version)
     assert gate is not None and gate["passed"] is False
-    auprc = next(c for c in gate["checks"] if c["metric"] == "onboarding_auprc")
+    auprc = next(c for c in gate["checks"] if c["metric"] == refused_on[0])
     assert auprc["passed"] is False and auprc["challenger"] < auprc["champion"] - auprc["tolerance"]
     assert gate["window"] == report.window and gate["window"]["from"] == report.cutoff_ms
     for metric in ("review_load", "calibration_ece", "ring_detection_h"):
@@ -113,7 +117,7 @@ def test_challenger_from_corrupted_labels_is_refused_and_recorded(
     assert gate["metrics"]["champion"]["ring_detection_backtest"] == 1.0
     entry = _entries(audit, "model_gate")[-1]
     assert entry["target"] == f"model:{report.version}" and entry["detail"]["passed"] is False
-    assert "onboarding_auprc" in entry["detail"]["failed"]
+    assert refused_on[0] in entry["detail"]["failed"]
     # Promotion through the gate is refused, and the refusal audited.
     with pytest.raises(RegistryError, match="gate refused"):
         promote(registry, report.version, actor="test", audit=audit_to(audit))
