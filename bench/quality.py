@@ -122,13 +122,13 @@ def load_synthetic(users: int, seeds: list[int], days: int = 7) -> NodeDataset:
     from gnn.data.entity_graph import entity_graph_from_tables
     from graphrisk.config import load_settings
     from graphrisk.synthetic.generator import generate
-    from pipelines.event_log import FactLog, read_event_log, tables_as_of
-    from pipelines.refresh import discover_partitions
+    from pipelines.event_log import FactLog, tables_as_of
+    from pipelines.event_tables import read_events
 
     out = Path(tempfile.mkdtemp(prefix="quality-synthetic-"))
     generate(out, users=users, seed=7, days=days)
     events = out / "events"
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], load_settings())
+    log = read_events(events, load_settings())
     labels = pd.read_parquet(next((out / "labels").glob("users*.parquet")))
     end = int(log.clean["time"].to_numpy().max()) + 1
     return entity_graph_from_tables(

@@ -266,6 +266,14 @@ def onboarding_times(onboarded_at: pd.Series, users: np.ndarray) -> np.ndarray:
     return onboarded_at.reindex(users).fillna(np.iinfo(np.int64).max // 2).to_numpy(np.float64)
 
 
+def post_application_users(labels: pd.DataFrame, typologies: tuple[str, ...]) -> np.ndarray:
+    """Users whose fraud begins after they apply (their ``typology`` is one of ``typologies``);
+    none when ``labels`` carry no typology. The onboarding model neither trains nor is gated on them."""
+    if "typology" not in labels:
+        return np.zeros(0, dtype=object)
+    return labels.loc[labels["typology"].isin(typologies), "user_id"].to_numpy(object)
+
+
 def fit_point_models(
     rows: dict[str, DecisionRows],
     cutoff: int,
@@ -277,11 +285,7 @@ def fit_point_models(
     """Each decision point's model at ``cutoff``; a point without enough known labels is logged
     in ``model_log`` and left out."""
     label_of = labels.set_index("user_id")["is_fraud"]
-    later = (
-        labels.loc[labels["typology"].isin(cfg.post_application_typologies), "user_id"]
-        if "typology" in labels
-        else pd.Series(dtype=object)
-    )
+    later = post_application_users(labels, cfg.post_application_typologies)
     out: dict[str, DecisionModel] = {}
     for point, kept in rows.items():
         x, users, decided = kept.arrays()
@@ -289,7 +293,7 @@ def fit_point_models(
         if point == ONBOARDING:
             # Their fraud starts after they apply: at the application they are neither fraud
             # the model can see nor honest customers, so their rows teach it nothing.
-            y[np.isin(users, later.to_numpy())] = -1
+            y[np.isin(users, later)] = -1
         onboarded = onboarding_times(onboarded_at, users)
         opts = cfg.onboarding_options if point == ONBOARDING else cfg.refresh_options
         try:

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss
 
 from gnn.asof import ONBOARDING, REFRESH
-from gnn.backtest import BacktestConfig, BacktestResult
+from gnn.backtest import BacktestConfig, BacktestResult, post_application_users
 from gnn.registry import ModelRegistry, RegistryError
 from graphrisk.config import Settings
 
@@ -199,11 +199,12 @@ def holdout_metrics(
         parts[point] = pd.DataFrame({"user_id": users[keep], "decided": decided[keep], "y": y[keep],
                                      "score": scores, "band": m.band(scores)})  # fmt: skip
     onb = parts.get(ONBOARDING)
-    if onb is not None and "typology" in labels:
+    if onb is not None:
         # The onboarding model learns application fraud; users whose fraud starts after they
         # apply are judged by the behaviour model and the rings, not counted against it here.
-        later = labels.loc[labels["typology"].isin(BacktestConfig().post_application_typologies), "user_id"]
-        onb = onb[~onb["user_id"].isin(later)]
+        onb = onb[
+            ~onb["user_id"].isin(post_application_users(labels, BacktestConfig().post_application_typologies))
+        ]
     if onb is not None and onb["y"].nunique() == 2:
         out["onboarding_auprc"] = float(average_precision_score(onb["y"], onb["score"]))
         out["onboarding_brier"] = float(brier_score_loss(onb["y"], onb["score"]))

@@ -181,13 +181,13 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[NodeDataset, No
     """A small synthetic world's entity graph twelve hours before its end and at its end."""
     from graphrisk.config import load_settings
     from graphrisk.synthetic.generator import generate
-    from pipelines.event_log import FactLog, read_event_log, tables_as_of
-    from pipelines.refresh import discover_partitions
+    from pipelines.event_log import FactLog, tables_as_of
+    from pipelines.event_tables import read_events
 
     out = tmp_path_factory.mktemp("graph-trees-world")
     generate(out, users=400, seed=11, days=2, fraud_rate=0.08)
     events = out / "events"
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], load_settings())
+    log = read_events(events, load_settings())
     labels = pd.read_parquet(next(Path(out / "labels").glob("users*.parquet")))
     facts = FactLog.of(log.clean)
     t_end = int(pa_max_time(log.clean)) + 1

@@ -23,8 +23,7 @@ from gnn.registry import ModelRegistry
 from graphrisk.cli import app
 from graphrisk.config import Settings
 from graphrisk.synthetic.generator import generate
-from pipelines.event_log import read_event_log
-from pipelines.refresh import discover_partitions
+from pipelines.event_tables import read_events
 
 torch.set_num_threads(1)
 
@@ -68,7 +67,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     events = root / "w" / "events"
     labels = pd.read_parquet(root / "w" / "labels" / "users.parquet")
     settings = Settings(data_dir=root / "var")
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], settings)
+    log = read_events(events, settings)
     registry = ModelRegistry(settings.data_dir / "models")
     # Training replays the history with no test period, so its rows do not depend on the labels or
     # the seed: replay once for both versions (the replay is most of a training's time).

@@ -39,8 +39,8 @@ from gnn.retrain import conclude_shadow, fit_challenger, is_due, last_monitor, r
 from gnn.shadow import SHADOW_DIR, agreement, shadow_score, shadow_summary
 from graphrisk.config import Settings
 from graphrisk.synthetic.generator import generate
-from pipelines.event_log import FactLog, GraphTimeline, read_event_log
-from pipelines.refresh import discover_partitions
+from pipelines.event_log import FactLog, GraphTimeline
+from pipelines.event_tables import read_events
 
 torch.set_num_threads(1)
 DELAY_H = 12.0
@@ -53,7 +53,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     generate(root / "w", users=1500, seed=37, days=5)
     events = root / "w" / "events"
     labels = pd.read_parquet(root / "w" / "labels" / "users.parquet")
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], _settings(root / "base"))
+    log = read_events(events, _settings(root / "base"))
     # Refresh rows every 6 hours for every user: five days hold too few daily samples.
     result = replay(log, labels, DELAY_H, sample_every_h=6, sample_share=1.0)
     settings = _settings(root / "base")

@@ -31,8 +31,8 @@ from graphrisk.config import Settings
 from graphrisk.local_server import LocalServer, Neo4jServer
 from graphrisk.store import GraphStore
 from graphrisk.synthetic import generate
-from pipelines.event_log import read_event_log
-from pipelines.refresh import discover_partitions, refresh
+from pipelines.event_tables import read_events
+from pipelines.refresh import refresh
 from tests.api_fixtures import HEADERS, KEYS
 from tests.conftest import make_settings
 
@@ -119,7 +119,7 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
 
     model, _ = ModelRegistry(settings.data_dir / "models").load()  # type: ignore[attr-defined]
     # Before the applications reach the event log: served, nothing to compare yet.
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], settings)  # type: ignore[arg-type]
+    log = read_events(events, settings)  # type: ignore[arg-type]
     early, _ = serving_skew(settings, model, version, log=log, now_ms=hour + 2 * HOUR_MS)
     assert early[APPLICANT].users == 0 and early[APPLICANT].only_online == len(requests)
 
@@ -133,7 +133,7 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
         for b in requests
     ]).reindex(columns=raw.columns)  # fmt: skip
     apps.to_parquet(_partition(events, hour + 60_000) / "part-90001.parquet", index=False)
-    log = read_event_log(events, [p.path for p in discover_partitions(events)], settings)  # type: ignore[arg-type]
+    log = read_events(events, settings)  # type: ignore[arg-type]
     skews, notes = serving_skew(settings, model, version, log=log, now_ms=hour + 2 * HOUR_MS)
     report = skews[APPLICANT]
     assert report.users == len(requests) and report.only_online == 0, notes
