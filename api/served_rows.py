@@ -162,95 +162,18 @@ class ServedRows:
         self.engine.dispose()
 
 
-class ReplayStore:
-    """Answers the store reads of one scoring with the rows a :class:`RecordingStore` recorded,
-    so the served row is rebuilt without a second round trip to the graph store."""
-
-    def __init__(self, recorded: list[tuple[str, dict[str, Any], Any]]) -> None:
-        self._recorded = list(recorded)
-
-    def read(self, statement: str, **params: Any) -> Any:
-        """The recorded answer to the same statement and parameters.
-
-        Raises:
-            LookupError: the statement was not read during the scoring.
-        """
-        for i, (name, p, rows) in enumerate(self._recorded):
-            if name == statement and p == params:
-                del self._recorded[i]
-                return rows
-        raise LookupError(f"{statement} was not read while scoring")
-
-
-class RecordingStore:
-    """A graph store that remembers what it read (``read`` only; anything else passes through)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.recorded: list[tuple[str, dict[str, Any], Any]] = []
-
-    def read(self, statement: str, **params: Any) -> Any:
-        """The store's answer, remembered."""
-        rows = self._store.read(statement, **params)
-        self.recorded.append((statement, dict(params), rows))
-        return rows
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-class RecordingApplications:
-    """The recent-applications log, remembering its answers (``links``) for a replay."""
-
-    def __init__(self, applications: Any) -> None:
-        self._applications = applications
-        self.recorded: list[tuple[Any, int, list[dict[str, Any]]]] = []
-
-    def links(self, nodes: Any, before_ms: int) -> list[dict[str, Any]]:
-        """The log's answer, remembered."""
-        rows = self._applications.links(nodes, before_ms)
-        self.recorded.append((dict(nodes), before_ms, rows))
-        return rows
-
-    def replay(self) -> Any:
-        """An object answering ``links`` with the recorded answers, in order."""
-        answers = list(self.recorded)
-
-        class _Replay:
-            def links(self, nodes: Any, before_ms: int) -> list[dict[str, Any]]:
-                for i, (n, b, rows) in enumerate(answers):
-                    if n == dict(nodes) and b == before_ms:
-                        del answers[i]
-                        return rows
-                raise LookupError("recent applications were not read while scoring")
-
-        return _Replay()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._applications, name)
-
-
-def served_row(scorer: Any, result: Any, event: Any, now_ms: int, store: RecordingStore,
-               recent: RecordingApplications | None) -> tuple[np.ndarray, list[str]] | None:  # fmt: skip
-    """The model-input row ``scorer`` served for ``event``, or None when it cannot be had exactly.
-
-    Taken from the result when the scorer exposes it (``result.input_row``); otherwise rebuilt
-    by :meth:`gnn.online.ApplicantScorer.row` over the very answers the scoring read (replayed,
-    no new store call), and kept only if its hash is the served row's lineage hash. Non-tree
-    scorers serve no single model-input row: None.
-    """
-    if getattr(result, "input_row_kind", None) != "model_inputs":
-        return None
-    names = list(scorer.star.names)
+def served_row(scorer: Any, result: Any) -> tuple[np.ndarray, list[str]] | None:
+    """The model-input row ``scorer`` served in ``result`` (``result.input_row``), kept only if
+    it hashes to the served row's lineage hash; None for scorers that serve no single model-input
+    row (non-tree models)."""
     row = getattr(result, "input_row", None)
-    if row is None:
-        row = scorer.row(
-            ReplayStore(store.recorded), event, now_ms, recent.replay() if recent is not None else None
-        )
+    if getattr(result, "input_row_kind", None) != "model_inputs" or row is None:
+        return None
     from gnn.lineage import feature_row_hash
 
+    names = list(scorer.star.names)
     row = np.asarray(row, dtype=np.float64)
     if feature_row_hash(row, names) != result.input_row_hash:
-        log.warning("the rebuilt row of an applicant does not hash to the served row's hash: not kept")
+        log.warning("the served row of an applicant does not hash to its lineage hash: not kept")
         return None
     return row, names

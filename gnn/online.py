@@ -64,6 +64,9 @@ class ApplicantScore:
     # Only the hash goes to the audit trail: the row is derived from personal data.
     input_row_hash: str | None = None
     input_row_kind: str | None = None
+    # The tree model's input row itself (``model_inputs`` kind only), for the served-row log of the
+    # training-serving skew check (api/served_rows.py); never put in a response or the audit trail.
+    input_row: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def applicant_features(
@@ -384,6 +387,8 @@ class ApplicantScorer:
             lineage = (feature_row_hash(x0, self.feature_names), "user_features")
         result = self._result(raw0, contributions, links)
         result.input_row_hash, result.input_row_kind = lineage
+        if self.fast:
+            result.input_row = row
         return result
 
     def _result(

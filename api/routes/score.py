@@ -17,7 +17,7 @@ from api.lineage import batch_lineage, online_lineage
 from api.metrics import SCORES
 from api.redact import scrub
 from api.schemas import BODY_ERRORS, V1_ERRORS, Applicant, Reason, ScoreResponse, error_responses
-from api.served_rows import RecordingApplications, RecordingStore, ServedRows, served_row
+from api.served_rows import ServedRows, served_row
 from api.state import AppState, Snapshot
 from graphrisk.errors import NormalisationError, StoreError
 from graphrisk.events import FieldError, parse_event
@@ -54,21 +54,12 @@ def _score_new(
             {**event_fields, "event_id": f"api-{applicant.user_id}", "event_type": "onboarding"}
         )
         now = int(event_fields["time"])  # type: ignore[call-overload]
-        served_rows = state.served_rows  # the app's log (None: served_rows_log is off)
-        logging_rows = served_rows is not None
-        # The reads are remembered so the served row can be rebuilt exactly, with no second call.
-        store = RecordingStore(state.store) if logging_rows else state.store
-        recent = (
-            RecordingApplications(state.applications)
-            if logging_rows and state.applications is not None
-            else state.applications
-        )
-        result = scorer.score(store, event, now, recent)  # type: ignore[arg-type]
+        result = scorer.score(state.store, event, now, state.applications)  # type: ignore[arg-type]
         if state.applications is not None:
             state.applications.record(applicant.user_id, result.nodes, now)
-        if served_rows is not None:
+        if state.served_rows is not None:  # the app's log (None: served_rows_log is off)
             assert snap.model_meta is not None
-            _log_served_row(served_rows, scorer, result, event, now, snap.model_meta.version, store, recent)  # type: ignore[arg-type]
+            _log_served_row(state.served_rows, scorer, result, event.user_id, now, snap.model_meta.version)
     except (FieldError, NormalisationError) as exc:
         # FastAPI's shape; the reason loses any part of the applicant it quoted (an invalid IP's
         # message is the IP itself).
@@ -97,22 +88,15 @@ def _score_new(
 
 
 def _log_served_row(
-    served_rows: ServedRows,
-    scorer: Any,
-    result: Any,
-    event: Any,
-    now: int,
-    version: str,
-    store: RecordingStore,
-    recent: RecordingApplications | None,
+    served_rows: ServedRows, scorer: Any, result: Any, user_id: str, now: int, version: str
 ) -> None:
     """Keep the model-input row just served (api.served_rows), for the training-serving skew
     check; a failure here is logged and never fails the applicant's score."""
     try:
-        served = served_row(scorer, result, event, now, store, recent)
+        served = served_row(scorer, result)
         if served is not None:
             row, names = served
-            served_rows.record(event.user_id, now, version, row, names, str(result.input_row_hash))
+            served_rows.record(user_id, now, version, row, names, str(result.input_row_hash))
     except Exception:
         log.warning("could not keep the served row of an applicant", exc_info=True)
 
