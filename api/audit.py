@@ -208,7 +208,7 @@ def anchor_path(settings: Settings) -> Path:
     under ``data_dir/audit/`` (so that two databases never share, and contradict, one file)."""
     if settings.audit_anchor_path is not None:
         return settings.audit_anchor_path
-    db = hashlib.sha256(settings.audit_url.encode()).hexdigest()[:12]
+    db = hashlib.sha256(settings.audit_db_url.encode()).hexdigest()[:12]
     return settings.data_dir / "audit" / f"anchors-{db}.jsonl"
 
 
@@ -335,7 +335,7 @@ class AuditLog:
     def from_settings(cls, settings: Settings, *, background: bool = True) -> AuditLog:
         """The log as configured; ``background`` runs scheduled verification and anchoring."""
         return cls(
-            settings.audit_url,
+            settings.audit_db_url,
             key=hmac_key(settings),
             anchors=anchor_path(settings),
             max_lag_s=settings.audit_max_lag_s,

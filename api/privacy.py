@@ -225,8 +225,8 @@ def erase(
     report.decision_notes = redact_decision_notes(settings.decision_store_url, user_id)
     if links:
         assert store is not None
-        report.recent_applications = forget_applications(settings.audit_url, user_id)
-        report.served_rows = forget_served_rows(settings.audit_url, user_id)
+        report.recent_applications = forget_applications(settings.audit_db_url, user_id)
+        report.served_rows = forget_served_rows(settings.audit_db_url, user_id)
         graph = erase_graph_links(store, user_id)
         report.graph_identifiers = graph["identifiers"]
         report.graph_relationships = graph["relationships"]
@@ -297,7 +297,7 @@ def enforce_retention(
     report.shadow_files = _delete_older(
         settings.data_dir / SHADOW_DIR, "*", now - settings.shadow_log_retention_days * 86_400
     )
-    served = ServedRows(settings.audit_url)
+    served = ServedRows(settings.audit_db_url)
     try:
         report.served_rows = served.prune(int(now * 1000) - settings.served_rows_retention_days * DAY_MS)
     finally:

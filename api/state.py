@@ -292,9 +292,9 @@ class AppState:
             limiter=RateLimiter(settings.rate_limit_per_minute),
             decisions=DecisionStore(settings.decision_store_url),
             applications=RecentApplications(
-                settings.audit_url, int(settings.recent_applications_h * 3_600_000)
+                settings.audit_db_url, int(settings.recent_applications_h * 3_600_000)
             ),
-            served_rows=ServedRows(settings.audit_url) if settings.served_rows_log else None,
+            served_rows=ServedRows(settings.audit_db_url) if settings.served_rows_log else None,
             scoring_pool=ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="scoring"),
         )
         state.reload()

@@ -110,7 +110,9 @@ class Settings(BaseSettings):
     # API: key -> role (onboarding | investigator | admin). Development gets one key per role.
     # A key maps to a role, or to {role, name}: the holder's name goes with their decisions.
     api_keys: dict[str, ApiRole | ApiKey] = Field(default_factory=lambda: dict(_DEV_API_KEYS))
-    audit_url: str = "sqlite:///var/audit.db"
+    # The audit trail's database (also served rows and recent applications); default
+    # data_dir/audit.db, so that runs with their own data_dir never share, and break, one chain.
+    audit_url: str | None = None
     # Investigators' decisions (api.decisions); default: the audit database. `graphrisk train`
     # reads decided labels from here, so it must be the database the API writes.
     decisions_url: str | None = None
@@ -281,9 +283,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def audit_db_url(self) -> str:
+        """The audit database: ``audit_url``, else SQLite at ``data_dir/audit.db``."""
+        return self.audit_url or f"sqlite:///{self.data_dir / 'audit.db'}"
+
+    @property
     def decision_store_url(self) -> str:
-        """Where investigators' decisions are kept (``decisions_url``, else ``audit_url``)."""
-        return self.decisions_url or self.audit_url
+        """Where investigators' decisions are kept (``decisions_url``, else the audit database)."""
+        return self.decisions_url or self.audit_db_url
 
     @property
     def snapshot_dir(self) -> Path:

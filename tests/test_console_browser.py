@@ -276,7 +276,7 @@ def test_investigator_opens_expands_and_decides_the_top_ring(page: Any, served: 
     page.screenshot(path=str(SCREENSHOTS / "console-queue-decided.png"))
 
     # And the decision store holds it, with the note.
-    store = DecisionStore(served["settings"].audit_url)
+    store = DecisionStore(served["settings"].audit_db_url)
     try:
         latest = store.history(ring_id=ring_id, limit=1)[0]
     finally:
@@ -326,7 +326,7 @@ def test_user_view_shows_explanation_rings_and_graph(page: Any, served: dict[str
     page.click("#user-view .decision button[data-decision=needs_info]")
     page.wait_for_selector("#user-view .decision-result:has-text('Recorded')")
     page.wait_for_selector("#user-view .decisions li:has-text('needs info')")
-    store = DecisionStore(served["settings"].audit_url)
+    store = DecisionStore(served["settings"].audit_db_url)
     try:
         latest = store.history(user_id=user_id, limit=1)[0]
     finally:

@@ -180,7 +180,7 @@ def test_a_decision_reaches_the_next_models_training_labels(world: dict[str, Any
     labels_file = tmp_path / "labels.parquet"
     labels.to_parquet(labels_file, index=False)
     env = {"GRAPHRISK_ENVIRONMENT": "test", "GRAPHRISK_DATA_DIR": str(data_dir),
-           "GRAPHRISK_AUDIT_URL": settings.audit_url}  # fmt: skip
+           "GRAPHRISK_AUDIT_URL": settings.audit_db_url}  # fmt: skip
     res = CliRunner().invoke(cli_app, ["train", "--labels", str(labels_file)], env=env)
     assert res.exit_code == 0, res.output
 

@@ -28,7 +28,6 @@ DAY_S = 86_400
 
 
 def _own(settings: Settings, tmp_path: Path, **update: Any) -> Settings:
-    # The test settings' audit_url is relative (var/audit.db): every test gets its own database.
     return settings.model_copy(update={"audit_url": f"sqlite:///{tmp_path / 'audit.db'}", **update})
 
 

@@ -76,7 +76,7 @@ def _own(history: dict[str, Any], tmp_path: Path, **update: Any) -> tuple[Settin
     """Settings, the champion's registry (a copy) and an audit log of this test's own."""
     settings = _settings(tmp_path / "var", **update)
     shutil.copytree(history["registry_dir"], settings.data_dir / "models")
-    audit = AuditLog(settings.audit_url, key=b"k" * 32)
+    audit = AuditLog(settings.audit_db_url, key=b"k" * 32)
     return settings, ModelRegistry(settings.data_dir / "models"), audit
 
 

@@ -110,7 +110,7 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
         owned = client.app.state.graphrisk.served_rows  # type: ignore[attr-defined]
         assert owned is not None and owned.engine.pool.checkedin() > 0
     assert owned.engine.pool.checkedin() == 0  # disposed: no connection left open
-    served = load_served_rows(settings.audit_url)  # type: ignore[attr-defined]
+    served = load_served_rows(settings.audit_db_url)
     version = str(skew_world["version"])
     assert set(served) == {version}
     rows = served[version]
@@ -164,7 +164,7 @@ def test_served_rows_match_batch_rows_and_a_perturbed_feature_alarms(
     env = {"GRAPHRISK_ENVIRONMENT": "test", "GRAPHRISK_STORE_ENGINE": wide.store_engine,
            "GRAPHRISK_STORE_URI": wide.store_uri, "GRAPHRISK_STORE_PASSWORD": wide.store_password.get_secret_value(),
            "GRAPHRISK_STORE_DATABASE": wide.store_database, "GRAPHRISK_DATA_DIR": str(wide.data_dir),
-           "GRAPHRISK_AUDIT_URL": wide.audit_url, "GRAPHRISK_SKEW_WINDOW_H": str(wide.skew_window_h)}  # fmt: skip
+           "GRAPHRISK_AUDIT_URL": wide.audit_db_url, "GRAPHRISK_SKEW_WINDOW_H": str(wide.skew_window_h)}  # fmt: skip
     res = CliRunner().invoke(
         app, ["monitor", "report", "--out", str(tmp_path / "cli-report"), "--events", str(events)], env=env
     )
@@ -214,12 +214,12 @@ def test_retention_and_erasure_remove_served_rows(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "var", audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
                         decisions_url=f"sqlite:///{tmp_path / 'decisions.db'}", served_rows_retention_days=7)  # fmt: skip
     now_s = 100 * 86_400.0
-    served = ServedRows(settings.audit_url)
+    served = ServedRows(settings.audit_db_url)
     served.record("old", int((now_s - 8 * 86_400) * 1000), "v1", np.array([1.0]), ["a"], "h1")
     served.record("kept", int((now_s - 6 * 86_400) * 1000), "v1", np.array([2.0]), ["a"], "h2")
-    audit = AuditLog(settings.audit_url, key=b"k" * 32)
+    audit = AuditLog(settings.audit_db_url, key=b"k" * 32)
     report = enforce_retention(settings, audit=audit, now_s=now_s)
     assert report.served_rows == 1 and list(served.rows()["v1"].index) == ["kept"]
-    assert forget_served_rows(settings.audit_url, "kept") == 1 and served.rows() == {}
+    assert forget_served_rows(settings.audit_db_url, "kept") == 1 and served.rows() == {}
     audit.close()
     served.close()

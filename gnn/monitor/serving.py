@@ -234,7 +234,7 @@ def serving_skew(
         mine = None
     else:
         if served is None:
-            served = load_served_rows(settings.audit_url, now_ms - int(settings.skew_window_h * HOUR_MS))
+            served = load_served_rows(settings.audit_db_url, now_ms - int(settings.skew_window_h * HOUR_MS))
         mine = served.get(version)
     if log is None:
         pass

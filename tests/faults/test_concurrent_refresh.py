@@ -10,7 +10,9 @@ from the batch deltas.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -52,9 +54,15 @@ def test_overlapping_refreshes_one_runs_one_exits_one_waits(
         refresh(other, store, tmp_path / "in")
 
     # Two more processes: one exits 75 with the message, one waits for the first to finish.
-    second = start_refresh(env, tmp_path / "in")
-    waiter = start_refresh(env, tmp_path / "in", "--lock-wait", "300")
-    _, err2 = second.communicate(timeout=120)
+    # The first run is frozen (its locks held) until the second has given up: a new process takes
+    # seconds to start, and on a loaded machine the first would otherwise finish before then.
+    os.killpg(first.pid, signal.SIGSTOP)
+    try:
+        second = start_refresh(env, tmp_path / "in")
+        waiter = start_refresh(env, tmp_path / "in", "--lock-wait", "300")
+        _, err2 = second.communicate(timeout=120)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
     out1, err1 = first.communicate(timeout=300)
     out3, err3 = waiter.communicate(timeout=300)
     assert first.returncode == 0, err1
