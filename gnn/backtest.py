@@ -31,7 +31,8 @@ from gnn.decision_models import DecisionModel, NotEnoughLabelsError, fit_decisio
 from gnn.models.base import FeatureOptions
 from gnn.rings.candidates import Candidates, find_candidates
 from gnn.rings.features import cluster_features
-from gnn.rings.model import RingModel, best_ring_match, cluster_labels, train_ring_model
+from gnn.rings.model import RingModel, best_ring_match, train_ring_model
+from gnn.rings.moments import ClusterSample, stable_share, training_rows
 from graphrisk.arrow import arrow_to_pandas
 from pipelines.event_log import EventLog, FactLog, GraphTimeline
 
@@ -50,6 +51,12 @@ class BacktestConfig:
         refresh_every_h: Hours between refreshes (behaviour re-score and rings).
         sample_every_h: Hours between the refresh rows kept for training the behaviour model.
         sample_share: Share of users (drawn by id, whatever the label) whose refresh rows are kept.
+        ring_sample_every_h: Hours between the moments whose candidate clusters are kept for
+            training the ring model. It is used on young clusters (a farm two hours old), so it
+            learns from clusters as past refreshes saw them, not only from the graph at the cut-off,
+            where every ring it knows is grown.
+        ring_negative_share: Share of the honest clusters of each kept moment that are trained on
+            (an honest cluster barely changes from one moment to the next).
         target_precision: Precision the block threshold targets on validation.
         post_application_typologies: Fraud typologies that begin after the application (a recruited
             mule, a bust-out customer: honest-looking when they apply). The onboarding model does not
@@ -68,6 +75,8 @@ class BacktestConfig:
     refresh_every_h: int = 1
     sample_every_h: int = 24
     sample_share: float = 0.3
+    ring_sample_every_h: int = 6
+    ring_negative_share: float = 0.2
     target_precision: float = 0.9
     block_base_rate: dict[str, float] = field(default_factory=lambda: {ONBOARDING: 0.002})
     post_application_typologies: tuple[str, ...] = ("mule_ring", "bust_out")
@@ -121,12 +130,6 @@ class BacktestResult:
     end: int
 
 
-def _hash_share(users: np.ndarray, share: float) -> np.ndarray:
-    """A stable pseudo-random share of users, independent of their labels."""
-    codes = pd.util.hash_array(np.asarray(users, dtype=object)) % 10_000
-    return codes < share * 10_000
-
-
 def run_backtest(
     log: EventLog,
     labels: pd.DataFrame,
@@ -160,6 +163,7 @@ def run_backtest(
     onb_out: list[pd.DataFrame] = []
     ref_out: list[pd.DataFrame] = []
     ring_out: list[pd.DataFrame] = []
+    ring_samples: list[ClusterSample] = []
     first_flag: dict[str, tuple[int, str]] = {}
     hours = list(range(start, end + 1, HOUR_MS))
     app_times = apps["time"].to_numpy(np.int64)
@@ -193,7 +197,9 @@ def run_backtest(
             )
             last_fit = h
             timings["train"] += time.perf_counter() - t_fit
-            ring_model = _fit_ring_model(work, models.get(REFRESH), labels, onboarded_at, h, cfg, model_log)
+            ring_model = _fit_ring_model(
+                work, models.get(REFRESH), ring_samples, labels, onboarded_at, h, cfg, model_log
+            )
 
         if testing and len(hour_apps) and ONBOARDING in models:
             m = models[ONBOARDING]
@@ -212,7 +218,7 @@ def run_backtest(
             xr, names, ur = work.rows()
             beh.names = names
             if sample_due:
-                keep = _hash_share(ur, cfg.sample_share)
+                keep = stable_share(ur, cfg.sample_share)
                 beh.add(xr[keep], ur[keep], np.full(int(keep.sum()), h, dtype=np.int64))
             if testing and REFRESH in models:
                 m = models[REFRESH]
@@ -232,6 +238,10 @@ def run_backtest(
                 timings["rings"] += time.perf_counter() - t5
             else:
                 timings["refresh"] += time.perf_counter() - t4
+        if "ring_id" in labels and (h - start) % (cfg.ring_sample_every_h * HOUR_MS) == 0:
+            t6 = time.perf_counter()
+            ring_samples.append(work.sample(h))
+            timings["rings"] += time.perf_counter() - t6
         if progress is not None:
             progress(i + 1, len(hours))
 
@@ -319,6 +329,7 @@ class _HourWork:
         self._options = options
         self._rows: tuple[np.ndarray, list[str], np.ndarray] | None = None
         self._candidates: Candidates | None = None
+        self._features: pd.DataFrame | None = None
 
     def rows(self) -> tuple[np.ndarray, list[str], np.ndarray]:
         """:func:`gnn.asof.refresh_rows` of the hour."""
@@ -332,33 +343,57 @@ class _HourWork:
             self._candidates = find_candidates(self.state.nodes, self.state.edges)
         return self._candidates
 
+    def cluster_features(self, scores: pd.DataFrame | None) -> pd.DataFrame:
+        """Features of the hour's candidates; the last call's are kept for :meth:`sample`."""
+        self._features = cluster_features(self.candidates(), self.state.nodes, self.state.edges, scores)
+        return self._features
+
+    def sample(self, hour: int) -> ClusterSample:
+        """The hour's clusters, with the features they were scored on (without node scores when
+        none were given this hour)."""
+        feats = self._features if self._features is not None else self.cluster_features(None)
+        return ClusterSample.of(hour, self.candidates(), feats)
+
 
 def _fit_ring_model(
     work: _HourWork,
     behaviour: DecisionModel | None,
+    samples: list[ClusterSample],
     labels: pd.DataFrame,
     onboarded_at: pd.Series,
     cutoff: int,
     cfg: BacktestConfig,
     model_log: list[dict[str, Any]],
 ) -> RingModel | None:
-    """The ring model at ``cutoff``: clusters of the graph as of then, labels known by then."""
+    """The ring model at ``cutoff``: the clusters of the graph as of then and of the kept past
+    moments (``samples``), labelled with the labels known by then."""
     if "ring_id" not in labels:
         return None
-    cand = work.candidates()
     scores = None
     if behaviour is not None:
         x, _, users = work.rows()
         scores = pd.DataFrame({"id": users, "score": behaviour.predict(x)})
-    feats = cluster_features(cand, work.state.nodes, work.state.edges, scores)
+    feats = work.cluster_features(scores)
     users = labels["user_id"].to_numpy(object)
     seen = labels[known_by(onboarding_times(onboarded_at, users), cutoff, cfg.label_delay_h)]
+    now = ClusterSample.of(cutoff, work.candidates(), feats)
+    past = [p for p in samples if p.hour < cutoff]
+    x_all, y_all, groups = training_rows(now, past, seen, cfg.ring_negative_share)
+    moments = 1 + len(past)
     try:
-        model = train_ring_model(feats, cluster_labels(cand, seen), seed=cfg.seed, version=f"rings@{cutoff}")
+        model = train_ring_model(x_all, y_all, seed=cfg.seed, version=f"rings@{cutoff}", groups=groups)
     except ValueError as exc:
         model_log.append({"point": "rings", "cutoff": cutoff, "error": str(exc)})
         return None
-    model_log.append({"point": "rings", "cutoff": cutoff, **model.metrics, "threshold": model.threshold})
+    model_log.append(
+        {
+            "point": "rings",
+            "cutoff": cutoff,
+            **model.metrics,
+            "threshold": model.threshold,
+            "moments": moments,
+        }
+    )
     return model
 
 
@@ -367,8 +402,7 @@ def _ring_flags(
 ) -> pd.DataFrame:
     """Planted rings matched by a cluster the ring model lists at ``hour``."""
     cand = work.candidates()
-    feats = cluster_features(cand, work.state.nodes, work.state.edges, scores)
-    listed = model.predict(feats) >= model.threshold
+    listed = model.predict(work.cluster_features(scores)) >= model.threshold
     match = best_ring_match(cand, labels)
     hit = match[listed & match["ring_id"].notna().to_numpy()]
     return pd.DataFrame({"ring_id": hit["ring_id"].unique(), "hour": hour})
@@ -486,7 +520,7 @@ def backtest_report(
     if len(onb):
         onb["flag"] = onb["band"] == "block"
         report["onboarding"] = _by_typology(onb, "score", "flag")
-        report["onboarding"]["after_second_member"] = _after_second_member(onb, labels)
+        report["onboarding"]["after_second_member"] = after_second_member(onb, labels, result.onboarded_at)
         eow = onb[["user_id", "is_fraud", "typology"]].merge(result.end_of_window, on="user_id")
         if len(eow):
             eow["flag"] = False
@@ -517,13 +551,16 @@ def backtest_report(
     return report
 
 
-def _after_second_member(onb: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
-    """Device-farm and synthetic-identity applicants after their ring's second member."""
+def after_second_member(onb: pd.DataFrame, labels: pd.DataFrame, onboarded_at: pd.Series) -> dict[str, Any]:
+    """Device-farm and synthetic-identity applicants after their ring's second member (counted
+    over every application, those before the first cut-off included)."""
     ring_of = labels.set_index("user_id")["ring_id"]
     frame = onb.assign(ring_id=onb["user_id"].map(ring_of))
-    all_apps = frame.sort_values("time")
-    rank = all_apps.groupby("ring_id").cumcount()
-    frame["rank"] = rank.reindex(frame.index)
+    every = pd.DataFrame({"user_id": onboarded_at.index, "time": onboarded_at.to_numpy()})
+    every["ring_id"] = every["user_id"].map(ring_of)
+    every = every.dropna(subset=["ring_id"]).sort_values(["time", "user_id"], kind="stable")
+    every["rank"] = every.groupby("ring_id").cumcount()
+    frame["rank"] = frame["user_id"].map(every.set_index("user_id")["rank"])
     targets = frame[frame["typology"].isin(["device_farm", "synthetic_identity"])]
     out: dict[str, Any] = {}
     flagged_total = int(frame["flag"].sum())

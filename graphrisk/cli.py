@@ -80,6 +80,12 @@ def _spinner(text: str) -> Iterator[None]:
         yield
 
 
+def _progress() -> Progress:
+    """A bar for counted work (files read, hours replayed) on the CLI's console."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console)  # fmt: skip
+
+
 def _print_error(exc: BaseException | str) -> None:
     """Print an error on stderr. Its text is escaped: messages quote Cypher and file names, whose
     ``[r:USED_DEVICE]`` rich would otherwise take for markup and drop."""
@@ -477,8 +483,7 @@ def _train_decision_points(
     from pipelines.refresh import discover_partitions
 
     parts = [p.path for p in discover_partitions(events)]
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+    with _progress() as progress:
         task = progress.add_task("reading events", total=len(parts))
         limit = FutureEventLimit(int(time.time() * 1000), s.future_event_tolerance_s)
         with _errors_exit():
@@ -512,11 +517,18 @@ def score_cmd(
     save_report(s, "score", report.to_dict())
 
 
-def _score_and_rings(s: Settings, store: Any, labels: Path | None = None) -> dict[str, Any]:
-    """Node scores, then rings, for the current snapshot (skipping what has no model yet)."""
+def _score_and_rings(
+    s: Settings, store: Any, labels: Path | None = None, events: Path | None = None
+) -> dict[str, Any]:
+    """Node scores, then rings, for the current snapshot (skipping what has no model yet).
+
+    With ``labels`` and ``events``, the ring model also trains on the clusters of past moments
+    replayed from the event history (:mod:`gnn.rings.moments`).
+    """
     import pandas as pd
 
     from gnn.registry import RegistryError
+    from gnn.rings.moments import event_moments
     from gnn.rings.run import find_rings
     from gnn.scoring import score_users
 
@@ -530,9 +542,16 @@ def _score_and_rings(s: Settings, store: Any, labels: Path | None = None) -> dic
     table = None
     if labels is not None:
         table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
+    past = None
+    if table is not None and events is not None:
+        with _progress() as progress:
+            task = progress.add_task("replaying past moments", total=None)
+            past = event_moments(
+                events, s, progress=lambda n, total: progress.update(task, completed=n, total=total)
+            )
     try:
         with _spinner("finding rings"):
-            out["rings"] = find_rings(s, store, labels=table).to_dict()
+            out["rings"] = find_rings(s, store, labels=table, past=past).to_dict()
     except FileNotFoundError as exc:
         out["rings"] = f"skipped: {exc}"
     return out
@@ -543,14 +562,25 @@ def rings_cmd(
     labels: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Train the ring model on these labels.")
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="With --labels: the event history, replayed so the ring model also learns from "
+            "rings as past refreshes saw them (young).",
+        ),
+    ] = None,
 ) -> None:
     """Find candidate rings, score them, keep their ids stable, write them to the store."""
     from graphrisk.store import GraphStore
 
+    if events is not None and labels is None:
+        raise typer.BadParameter("--events needs --labels (it only changes how the ring model trains)")
     s = _settings()
     with _errors_exit(), GraphStore(s) as store:
         store.verify()
-        report = _score_and_rings(s, store, labels)
+        report = _score_and_rings(s, store, labels, events)
     save_report(s, "rings", report)
 
 
@@ -591,8 +621,7 @@ def backtest_cmd(
     s = _settings()
     table = pd.read_parquet(labels) if labels.suffix == ".parquet" else pd.read_csv(labels)
     parts = [p.path for p in discover_partitions(input_root)]
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+    with _progress() as progress:
         task = progress.add_task("reading events", total=len(parts))
         with _errors_exit():
             now = FutureEventLimit(int(time.time() * 1000), s.future_event_tolerance_s)
@@ -1133,7 +1162,9 @@ def demo_cmd(
             with _spinner("building the graph (Beam)"):
                 report = refresh(s, store, events_dir / "events")
             with _spinner("training the risk model, scoring users, finding rings"):
-                downstream = train_score_and_find_rings(s, store, pd.read_parquet(labels_path))
+                downstream = train_score_and_find_rings(
+                    s, store, pd.read_parquet(labels_path), events_dir=events_dir / "events"
+                )
             nodes, rels = store.node_counts(), store.rel_counts()
         table = Table("label / type", "count", "events", title="entity graph")
         for label, n in nodes.items():

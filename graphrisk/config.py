@@ -173,6 +173,13 @@ class Settings(BaseSettings):
     # ``auto`` trains the GNN too, and made the ring tests about twice as slow. Scoring follows
     # the saved model, whatever this says.
     ring_method: Literal["trees", "combined", "auto"] = "trees"
+    # A ring model trained with the event history (``graphrisk rings --labels L --events DIR``)
+    # also learns from the clusters of the graph every ``ring_sample_every_h`` hours before now,
+    # as the refreshes saw them: rings are first scored young, and at the cut-off every ring it
+    # knows is grown (gnn.rings.moments). Each past moment keeps ``ring_negative_share`` of its
+    # honest clusters (they barely change from one moment to the next).
+    ring_sample_every_h: int = Field(6, ge=1, le=24 * 7)
+    ring_negative_share: float = Field(0.2, gt=0.0, le=1.0)
 
     # Monitoring (gnn/monitor): alert thresholds against the production model's training
     # reference. PSI over decile bins (0.1 moderate, 0.2 significant shift, the usual reading);

@@ -127,6 +127,12 @@ class FactLog:
         self.node_times = {k: t.column("first_seen").to_numpy() for k, t in self.nodes.items()}
         self.edge_times = {k: t.column("first_seen").to_numpy() for k, t in self.edges.items()}
 
+    @property
+    def start(self) -> int | None:
+        """Time of the first fact (epoch ms), ``None`` for an empty log."""
+        firsts = [int(t[0]) for t in [*self.node_times.values(), *self.edge_times.values()] if len(t)]
+        return min(firsts) if firsts else None
+
     @staticmethod
     def of(clean: pa.Table) -> FactLog:
         """Facts of a clean event table (any order), by the pipeline's fact specs."""

@@ -12,6 +12,7 @@ import torch
 from gnn.backtest import (
     BacktestConfig,
     DecisionRows,
+    after_second_member,
     backtest_report,
     fit_point_models,
     ring_milestones,
@@ -66,6 +67,13 @@ def test_replay_scores_each_decision_with_a_model_of_the_past(
     assert (
         0 <= report["onboarding"]["after_second_member"]["best_recall_at_precision_0.9_on_period_curve"] <= 1
     )
+    # The ring model learns from the clusters of every kept moment before its cut-off (young
+    # rings as the refreshes saw them), not only from the graph at the cut-off.
+    ring_fits = [m for m in result.models if m["point"] == "rings" and "error" not in m]
+    assert ring_fits
+    for fit in ring_fits:
+        kept = (fit["cutoff"] - result.first_cutoff) // (cfg.ring_sample_every_h * HOUR_MS) + 60 // 6
+        assert fit["moments"] == kept + 1
     for ring in report["rings"].get("rings", []):
         assert ring["anchor"] >= result.first_cutoff
         if ring["detected"] is not None:
@@ -144,3 +152,19 @@ def test_bursts_are_the_planted_ones_where_labels_carry_them_and_never_later_oth
     assert derived.notna().all()
     # The first purchase follows the planted start by one gap (about 15 minutes).
     assert (derived <= planted + HOUR_MS).all(), ((derived - planted) / HOUR_MS).to_dict()
+
+
+def test_late_ring_applicants_count_the_members_who_applied_before_the_cutoff() -> None:
+    """A ring whose first two members applied before the first cut-off: its next applicant is
+    late (the third member), though it is the first the test period sees."""
+    labels = pd.DataFrame({
+        "user_id": ["a", "b", "c", "d", "h"], "is_fraud": [1, 1, 1, 1, 0],
+        "ring_id": ["r", "r", "r", "s", None], "typology": ["device_farm"] * 4 + [None],
+    })  # fmt: skip
+    onboarded_at = pd.Series([1, 2, 10, 11, 12], index=["a", "b", "c", "d", "h"])
+    onb = pd.DataFrame({"user_id": ["c", "d", "h"], "time": [10, 11, 12], "score": [0.9, 0.8, 0.1],
+                        "flag": [True, False, False], "is_fraud": [1, 1, 0],
+                        "typology": ["device_farm", "device_farm", None]})  # fmt: skip
+    out = after_second_member(onb, labels, onboarded_at)
+    assert out["device_farm"] == {"applicants": 1, "recall_at_block": 1.0}
+    assert out["precision_at_block_all_applicants"] == 1.0

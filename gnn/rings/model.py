@@ -37,7 +37,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from gnn.rings.candidates import Candidates
 from graphrisk.graph_schema import NodeLabel, RelType
@@ -68,11 +68,16 @@ def best_ring_match(cand: Candidates, labels: pd.DataFrame) -> pd.DataFrame:
 
     ``labels`` has ``user_id, is_fraud`` and optionally ``ring_id`` (null for honest users).
     """
-    mt = cand.member_table()
+    return match_members(cand.member_table(), cand.num_clusters, labels)
+
+
+def match_members(mt: pd.DataFrame, num_clusters: int, labels: pd.DataFrame) -> pd.DataFrame:
+    """:func:`best_ring_match` of a member table (``cluster, user_id`` rows), kept without its
+    candidates' user graph (a replay keeps the clusters of past hours this way)."""
     sizes = mt.groupby("cluster").size()
     lab = labels.set_index("user_id")
     fraud = lab["is_fraud"].reindex(mt["user_id"]).fillna(0).to_numpy(dtype=np.float64)
-    out = pd.DataFrame(index=pd.RangeIndex(cand.num_clusters, name="cluster"))
+    out = pd.DataFrame(index=pd.RangeIndex(num_clusters, name="cluster"))
     out["fraud_share"] = pd.Series(fraud).groupby(mt["cluster"].to_numpy()).mean()
     out["ring_id"] = None
     out["jaccard"] = 0.0
@@ -92,10 +97,18 @@ def best_ring_match(cand: Candidates, labels: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def colluding(match: pd.DataFrame) -> np.ndarray:
+    """1 for a colluding cluster of a :func:`best_ring_match` table, else 0."""
+    return (
+        ((match["jaccard"] >= MATCH_JACCARD) | (match["fraud_share"] >= FRAUD_SHARE))
+        .to_numpy()
+        .astype(np.int64)
+    )
+
+
 def cluster_labels(cand: Candidates, labels: pd.DataFrame) -> np.ndarray:
     """1 for a colluding cluster (ring Jaccard >= 0.5, or >= 50 % fraudulent members), else 0."""
-    m = best_ring_match(cand, labels)
-    return ((m["jaccard"] >= MATCH_JACCARD) | (m["fraud_share"] >= FRAUD_SHARE)).to_numpy().astype(np.int64)
+    return colluding(best_ring_match(cand, labels))
 
 
 @dataclass
@@ -156,9 +169,19 @@ def _calibrate(calibrator: LogisticRegression | IsotonicRegression, raw: np.ndar
 
 
 def train_ring_model(
-    features: pd.DataFrame, y: np.ndarray, seed: int = 0, rounds: int = 300, version: str = "", folds: int = 5
+    features: pd.DataFrame,
+    y: np.ndarray,
+    seed: int = 0,
+    rounds: int = 300,
+    version: str = "",
+    folds: int = 5,
+    groups: np.ndarray | None = None,
 ) -> RingModel:
-    """Fit the trees on every cluster; calibrate (Platt) on out-of-fold margins; metrics out of fold."""
+    """Fit the trees on every cluster; calibrate (Platt) on out-of-fold margins; metrics out of fold.
+
+    ``groups`` keeps rows of one group in one fold: the same ring seen at several moments must
+    not be scored out of fold by trees that saw it an hour earlier.
+    """
     if y.sum() < folds or (1 - y).sum() < folds:
         raise ValueError(
             f"need at least {folds} positive and {folds} negative clusters, got {int(y.sum())} positive"
@@ -173,7 +196,10 @@ def train_ring_model(
         return lgb.train(params, lgb.Dataset(x[rows], y[rows], feature_name=names), num_boost_round=rounds)
 
     oof = np.zeros(len(y))
-    for tr, va in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    if groups is not None:
+        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    for tr, va in splitter.split(x, y, groups):
         oof[va] = fit(tr).predict(x[va], raw_score=True)
     platt = LogisticRegression(C=1e6).fit(oof.reshape(-1, 1), y)
     model = RingModel(fit(np.arange(len(y))), platt, names, version=version)
@@ -205,13 +231,22 @@ def fit_ring_model(
     seed: int = 0,
     version: str = "",
     gnn_config: GNNConfig | None = None,
+    groups: np.ndarray | None = None,
 ) -> RingModel:
     """The ring model by ``method`` (see the module docstring); ``graphs`` from
     :func:`~gnn.rings.subgraph_gnn.build_ring_graphs` are needed unless ``method`` is ``trees``.
+    ``groups`` (rows of one ring at several moments, :mod:`gnn.rings.moments`) are for the
+    trees alone: the GNN needs every row's subgraph, which past moments do not keep.
     """
     if method not in METHODS:
         raise ValueError(f"ring method {method!r} not in {METHODS}")
-    trees = train_ring_model(features, y, seed=seed, version=version) if method != "combined" else None
+    if groups is not None and method != "trees":
+        raise ValueError(f"ring method {method!r} cannot train on past moments; use 'trees'")
+    trees = (
+        train_ring_model(features, y, seed=seed, version=version, groups=groups)
+        if method != "combined"
+        else None
+    )
     if method == "trees":
         assert trees is not None
         return trees

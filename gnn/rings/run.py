@@ -2,7 +2,8 @@
 
 One entry point for the CLI (``graphrisk rings``) and the refresh. With ``labels`` the ring
 model is (re)trained on this run's clusters and saved to ``<registry_dir>/model.pkl``; without,
-the last saved model scores the clusters.
+the last saved model scores the clusters. Given also the clusters of past moments
+(:mod:`gnn.rings.moments`), the ring model learns from rings as the refreshes saw them young.
 
 Only clusters scoring at least ``settings.ring_min_score`` (``GRAPHRISK_RING_MIN_SCORE``,
 default 0.1) become rings: the registry, stable ids and ``Ring`` nodes cover those alone. Most
@@ -34,6 +35,7 @@ from gnn.rings.evaluate import evaluate_rings
 from gnn.rings.features import cluster_features
 from gnn.rings.identity import CLOSED_STATUSES, RING_COLUMNS, RingRegistry, assign_ids, parents_of
 from gnn.rings.model import RingModel, cluster_labels, fit_ring_model, ring_inputs
+from gnn.rings.moments import ClusterSample, training_rows
 from graphrisk.config import Settings
 from graphrisk.graph_schema import NodeLabel, RelType
 from graphrisk.store import GraphStore
@@ -68,6 +70,9 @@ class RingReport:
     input_check: dict[str, Any] = field(default_factory=dict)
     # The ring model's method (``trees`` or ``combined``; under ``auto``, the one validation kept).
     model_method: str = ""
+    # When trained: the moments its clusters came from (1 + past moments) and its rows.
+    training_moments: int = 0
+    training_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the JSON report."""
@@ -89,6 +94,7 @@ def find_rings(
     tables: tuple[dict[NodeLabel, pd.DataFrame], dict[RelType, pd.DataFrame]] | None = None,
     now_ms: int | None = None,
     ring_method: str | None = None,
+    past: list[ClusterSample] | None = None,
 ) -> RingReport:
     """Find, score and persist fraud rings of the current snapshot.
 
@@ -105,6 +111,8 @@ def find_rings(
         now_ms: This run's time (default: now), recorded as first/last seen.
         ring_method: How a ring model is trained (``trees``, ``combined``, ``auto``); default
             ``settings.ring_method``.
+        past: Clusters of earlier moments (:func:`gnn.rings.moments.past_samples`); with
+            ``labels``, the ring model trains on them too (``trees`` only), as the backtest does.
 
     Raises:
         FileNotFoundError: no labels and no saved ring model.
@@ -121,6 +129,7 @@ def find_rings(
     t2 = time.perf_counter()
 
     model_path = reg_dir / MODEL_FILE
+    moments = rows = 0
     if labels is not None:
         version = time.strftime("rings-%Y%m%d%H%M%S", time.gmtime(now / 1000))
         method = ring_method or settings.ring_method
@@ -129,10 +138,24 @@ def find_rings(
             from gnn.rings.subgraph_gnn import build_ring_graphs
 
             graphs = build_ring_graphs(cand, nodes, edges, scores)
-        model = fit_ring_model(feats, cluster_labels(cand, labels), graphs, method=method, version=version)
+        if past:
+            x, y, groups = training_rows(
+                ClusterSample.of(now, cand, feats), past, labels, settings.ring_negative_share
+            )
+            model = fit_ring_model(x, y, graphs, method=method, version=version, groups=groups)
+            reference = x
+            moments, rows = 1 + len(past), len(x)
+        else:
+            model = fit_ring_model(
+                feats, cluster_labels(cand, labels), graphs, method=method, version=version
+            )
+            moments, rows = 1, len(feats)
         feats = ring_inputs(model, feats, cand, nodes, edges, scores, graphs)
+        if not past:
+            reference = feats
         model.save(model_path)
-        fit_ring_reference(feats[model.feature_names], version).save(reg_dir / REFERENCE_FILE)
+        # The range the model was trained on: with past moments, young clusters are in it.
+        fit_ring_reference(reference[model.feature_names], version).save(reg_dir / REFERENCE_FILE)
     elif model_path.exists():
         model = RingModel.load(model_path)
         feats = ring_inputs(model, feats, cand, nodes, edges, scores)
@@ -192,6 +215,8 @@ def find_rings(
         },
         input_check=check.to_dict() if check is not None else {},
         model_method=model.method,
+        training_moments=moments,
+        training_rows=rows,
     )
 
 
