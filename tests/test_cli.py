@@ -66,3 +66,24 @@ def test_unreachable_store_is_a_clear_error(cli_env: dict[str, str], tmp_path: P
     env = {**cli_env, "GRAPHRISK_STORE_URI": "bolt://127.0.0.1:9"}
     res = CliRunner().invoke(app, ["refresh", "--input", str(tmp_path / "empty")], env=env)
     assert res.exit_code == 1 and "not usable" in res.output
+
+
+def test_rings_trained_with_the_event_history_learn_from_past_moments(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    out = tmp_path / "gen"
+    gen = ["generate", "--users", "1500", "--seed", "8", "--days", "4", "--out", str(out)]
+    assert runner.invoke(app, gen, env=cli_env).exit_code == 0
+    assert runner.invoke(app, ["refresh", "--input", str(out / "events")], env=cli_env).exit_code == 0
+    labels = str(out / "labels" / "users.parquet")
+    res = runner.invoke(app, ["train", "--labels", labels, "--no-decisions"], env=cli_env)
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["rings", "--events", str(out / "events")], env=cli_env)
+    assert res.exit_code == 2 and "--labels" in res.output
+    res = runner.invoke(app, ["rings", "--labels", labels, "--events", str(out / "events")], env=cli_env)
+    assert res.exit_code == 0, res.output
+    rings = _report(res.stdout)["rings"]
+    # Four days sampled every 6 hours: the cut-off's clusters and about 15 past moments.
+    assert rings["trained"] and rings["training_moments"] >= 12
+    assert rings["training_rows"] > rings["clusters"]
