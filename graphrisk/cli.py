@@ -578,6 +578,12 @@ def rings_cmd(
     if events is not None and labels is None:
         raise typer.BadParameter("--events needs --labels (it only changes how the ring model trains)")
     s = _settings()
+    if events is not None and s.ring_method != "trees":
+        # Checked before the replay: the ring GNN would need each past moment's subgraphs.
+        raise typer.BadParameter(
+            f"--events trains on past moments, which only ring_method 'trees' does "
+            f"(GRAPHRISK_RING_METHOD is {s.ring_method!r})"
+        )
     with _errors_exit(), GraphStore(s) as store:
         store.verify()
         report = _score_and_rings(s, store, labels, events)

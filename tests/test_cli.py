@@ -81,6 +81,9 @@ def test_rings_trained_with_the_event_history_learn_from_past_moments(
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["rings", "--events", str(out / "events")], env=cli_env)
     assert res.exit_code == 2 and "--labels" in res.output
+    combined = {**cli_env, "GRAPHRISK_RING_METHOD": "combined"}
+    res = runner.invoke(app, ["rings", "--labels", labels, "--events", str(out / "events")], env=combined)
+    assert res.exit_code == 2 and "'trees'" in res.output
     res = runner.invoke(app, ["rings", "--labels", labels, "--events", str(out / "events")], env=cli_env)
     assert res.exit_code == 0, res.output
     rings = _report(res.stdout)["rings"]
