@@ -578,12 +578,13 @@ def rings_cmd(
     if events is not None and labels is None:
         raise typer.BadParameter("--events needs --labels (it only changes how the ring model trains)")
     s = _settings()
-    if events is not None and s.ring_method != "trees":
-        # Checked before the replay: the ring GNN would need each past moment's subgraphs.
-        raise typer.BadParameter(
-            f"--events trains on past moments, which only ring_method 'trees' does "
-            f"(GRAPHRISK_RING_METHOD is {s.ring_method!r})"
-        )
+    if events is not None:
+        from gnn.rings.model import RingMethodError, require_past_moments_method
+
+        try:  # before scoring and the replay, not after them
+            require_past_moments_method(s.ring_method)
+        except RingMethodError as exc:
+            raise typer.BadParameter(f"--events: {exc}") from None
     with _errors_exit(), GraphStore(s) as store:
         store.verify()
         report = _score_and_rings(s, store, labels, events)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gnn.rings.model import match_members
+from gnn.rings.model import RingMethodError, match_members
 from gnn.rings.moments import ClusterSample, cluster_groups, event_moments, stable_share, training_rows
 from gnn.rings.run import find_rings
 from graphrisk.config import load_settings
@@ -128,3 +128,6 @@ def test_find_rings_trains_on_past_moments_with_the_trees(
 def test_an_empty_history_has_no_moments(tmp_path: Path) -> None:
     (tmp_path / "events").mkdir()
     assert event_moments(tmp_path / "events", load_settings(environment="test")) == []
+    # A method that cannot use the moments is refused before any replay (the demo's path).
+    with pytest.raises(RingMethodError, match="'trees'"):
+        event_moments(tmp_path / "missing", load_settings(environment="test", ring_method="combined"))

@@ -40,6 +40,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from gnn.rings.candidates import Candidates
+from graphrisk.errors import ConfigError
 from graphrisk.graph_schema import NodeLabel, RelType
 
 if TYPE_CHECKING:
@@ -223,6 +224,19 @@ GNN_COLUMN = "gnn_logit"
 METHODS = ("trees", "combined", "auto")
 
 
+class RingMethodError(ConfigError, ValueError):
+    """The ring method cannot do what was asked (a bad ``GRAPHRISK_RING_METHOD`` for it)."""
+
+
+def require_past_moments_method(method: str) -> None:
+    """Raise :class:`RingMethodError` unless ``method`` can train on past moments: only the
+    trees can, since the ring GNN would need every past moment's subgraphs, which are not kept."""
+    if method != "trees":
+        raise RingMethodError(
+            f"ring method {method!r} cannot train on past moments (GRAPHRISK_RING_METHOD); use 'trees'"
+        )
+
+
 def fit_ring_model(
     features: pd.DataFrame,
     y: np.ndarray,
@@ -240,8 +254,8 @@ def fit_ring_model(
     """
     if method not in METHODS:
         raise ValueError(f"ring method {method!r} not in {METHODS}")
-    if groups is not None and method != "trees":
-        raise ValueError(f"ring method {method!r} cannot train on past moments; use 'trees'")
+    if groups is not None:
+        require_past_moments_method(method)
     trees = (
         train_ring_model(features, y, seed=seed, version=version, groups=groups)
         if method != "combined"

@@ -27,7 +27,7 @@ import pandas as pd
 
 from gnn.rings.candidates import Candidates, ClusterConfig, find_candidates
 from gnn.rings.features import cluster_features
-from gnn.rings.model import colluding, match_members
+from gnn.rings.model import colluding, match_members, require_past_moments_method
 from graphrisk.config import Settings
 from pipelines.event_log import FactLog, GraphTimeline, read_event_log
 
@@ -119,8 +119,11 @@ def event_moments(
 ) -> list[ClusterSample]:
     """:func:`past_samples` of the event files under ``events_dir`` (read, validated and
     pseudonymised as a batch would), every ``settings.ring_sample_every_h`` hours up to the
-    last event."""
+    last event. Raises :class:`~gnn.rings.model.RingMethodError` before reading anything when
+    ``settings.ring_method`` cannot train on them."""
     from pipelines.refresh import discover_partitions
+
+    require_past_moments_method(settings.ring_method)
 
     parts = [p.path for p in discover_partitions(events_dir)]
     log = read_event_log(events_dir, parts, settings)
