@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -75,22 +74,11 @@ def replay_rows(world: Path, rows_path: Path) -> None:
     )
 
 
-@contextmanager
-def shape(params: dict[str, Any], seeds: int):  # type: ignore[no-untyped-def]
-    """Fit the onboarding point with ``params`` and ``seeds`` boosters while inside."""
-    old_params, old_seeds = dict(dm.POINT_PARAMS), dict(dm.POINT_SEEDS)
-    dm.POINT_PARAMS[ONBOARDING], dm.POINT_SEEDS[ONBOARDING] = params, seeds
-    try:
-        yield
-    finally:
-        dm.POINT_PARAMS.clear(), dm.POINT_PARAMS.update(old_params)
-        dm.POINT_SEEDS.clear(), dm.POINT_SEEDS.update(old_seeds)
-
-
 def evaluate(
-    frame: pd.DataFrame, span: dict[str, int], labels: pd.DataFrame, cfg: BacktestConfig
-) -> dict[str, float]:
-    """Daily refits over the test period, scored on each next day's applicants."""
+    frame: pd.DataFrame, span: dict[str, int], labels: pd.DataFrame, cfg: BacktestConfig,
+    params: dict[str, Any], seeds: int,
+) -> dict[str, float]:  # fmt: skip
+    """Daily refits (tree shape ``params``, ``seeds`` boosters averaged), each scored on the next day's applicants."""
     names = [c for c in frame.columns if not c.startswith("_")]
     x = frame[names].to_numpy(np.float32)
     users = frame["_user_id"].to_numpy(object)
@@ -105,6 +93,7 @@ def evaluate(
             ONBOARDING, x, y, decided, onboarded, cut, names, cfg.onboarding_options,
             label_delay_h=cfg.label_delay_h, target_precision=cfg.target_precision,
             block_base_rate=cfg.block_base_rate.get(ONBOARDING), review_fraction=cfg.review_fraction, seed=cfg.seed,
+            tree_params=params, seeds=seeds,
         )  # fmt: skip
         day = (decided >= cut) & (decided < cut + step)
         s = model.predict(x[day])
@@ -153,13 +142,12 @@ def main() -> None:
     )
     for name, (params, seeds) in SHAPES.items():
         figures = []
-        with shape(params, seeds):
-            for s in range(args.lgb_seeds):
-                # Averaged shapes use seeds s, s+1, s+2: start them apart so no two runs share one.
-                r = evaluate(frame, span, labels, replace(BacktestConfig(), seed=s * seeds))
-                figures.append(r)
-                print(f"{name:32s} {s * seeds:4d} {r['auprc']:6.3f} {r['late_recall']:12.3f} {r['precision']:8.3f} "
-                      f"{r['curve_recall_at_p0.9']:14.3f}", flush=True)  # fmt: skip
+        for s in range(args.lgb_seeds):
+            # Averaged shapes use seeds s, s+1, s+2: start them apart so no two runs share one.
+            r = evaluate(frame, span, labels, replace(BacktestConfig(), seed=s * seeds), params, seeds)
+            figures.append(r)
+            print(f"{name:32s} {s * seeds:4d} {r['auprc']:6.3f} {r['late_recall']:12.3f} {r['precision']:8.3f} "
+                  f"{r['curve_recall_at_p0.9']:14.3f}", flush=True)  # fmt: skip
         mean = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
         print(f"{name + ' (mean)':32s} {'':4s} {mean['auprc']:6.3f} {mean['late_recall']:12.3f} "
               f"{mean['precision']:8.3f} {mean['curve_recall_at_p0.9']:14.3f}")  # fmt: skip

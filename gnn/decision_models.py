@@ -112,6 +112,8 @@ def fit_decision_model(
     patience: int = 60,
     seed: int = 0,
     threads: int = 1,
+    tree_params: dict[str, Any] | None = None,
+    seeds: int | None = None,
 ) -> DecisionModel:
     """Fit a model at ``cutoff_ms`` from rows decided before it with labels known by it.
 
@@ -135,6 +137,8 @@ def fit_decision_model(
         patience: Early-stopping patience.
         seed: LightGBM seed.
         threads: LightGBM threads for fitting.
+        tree_params: Tree shape over :data:`PARAMS` (default: the point's :data:`POINT_PARAMS`).
+        seeds: Boosters averaged, seeds ``seed, seed + 1, ...`` (default: :data:`POINT_SEEDS`).
 
     Raises:
         NotEnoughLabelsError: training or validation lacks fraud rows.
@@ -152,20 +156,19 @@ def fit_decision_model(
                 f"(label delay {label_delay_h} h): start the cut-off later"
             )
     weight = float((y[train] == 0).sum() / max(y[train].sum(), 1))
-    shape = POINT_PARAMS.get(point, {})
+    shape = POINT_PARAMS.get(point, {}) if tree_params is None else tree_params
     if shape and y[train].sum() < MIN_FRAUD_FOR_LEAVES:
         shape = SPARSE_PARAMS
     params = dict(
         PARAMS,
         **shape,
-        seed=seed,
         num_threads=threads,
         scale_pos_weight=min(weight, 50.0),
     )
     dtrain = lgb.Dataset(x[train], y[train], feature_name=_safe(feature_names), free_raw_data=False)
     dval = lgb.Dataset(x[val], y[val], reference=dtrain)
     boosters = []
-    for k in range(POINT_SEEDS.get(point, 1)):
+    for k in range(POINT_SEEDS.get(point, 1) if seeds is None else seeds):
         fitted = lgb.train(
             dict(params, metric="average_precision", seed=seed + k),
             dtrain,
